@@ -1,0 +1,5 @@
+//! Configuration: the validated model ([`model`]) and how it is read and checked from TOML.
+
+pub mod model;
+
+pub use model::*;

@@ -1,0 +1,232 @@
+//! The validated configuration: what the supervisor, the transition diff and the D-Bus
+//! layer see. Nothing here can be invalid — `config::parse` builds these types only after
+//! every check passed, so consumers never re-validate (STYLE rule 8).
+//!
+//! Source locations are deliberately absent: they matter only for error messages, which are
+//! all produced during validation. Keeping them out lets `PartialEq` mean "same definition",
+//! which is exactly what the reload diff needs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+/// The default `PATH` of a service whose `environment` does not set one (systemd's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A whole, validated configuration (all files merged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub daemon: DaemonSettings,
+    /// Groups by name (ProxyFS "volume groups": a set of services served by one peer).
+    pub groups: BTreeMap<String, Group>,
+    /// Services by name. `BTreeMap` so every iteration is in name order, which the
+    /// transition order relies on for determinism.
+    pub services: BTreeMap<String, Service>,
+}
+
+/// `[daemon]`: settings of corrald itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// This peer's name; a group is served here when its `peer` equals it.
+    pub host: String,
+    /// How long a conflicting lease request waits for holders to release before revoking.
+    pub lease_recall_timeout: Duration,
+    /// Watch state unused for this long is dropped.
+    pub upcall_expiry: Duration,
+    /// Per-client cap on watches, so one client cannot grow corrald without bound.
+    pub max_watches_per_client: u32,
+    /// Per-client cap on leases.
+    pub max_leases_per_client: u32,
+}
+
+/// `[groups.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The peer that serves this group's services.
+    pub peer: String,
+}
+
+/// How corrald decides a service finished starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    /// Active as soon as the process was spawned (exec succeeded).
+    Simple,
+    /// Active once the child sent `READY=1` on its `NOTIFY_SOCKET`.
+    Notify,
+    /// The started process forks and exits 0; the main PID is read from `pidfile`.
+    Forking,
+}
+
+/// `restart =`: what to do when the main process exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    No,
+    /// Restart after a non-zero exit, a signal, or a start failure.
+    OnFailure,
+    /// Restart after any exit that corrald did not ask for.
+    Always,
+}
+
+/// How a manager method is carried out (nova's drivers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MethodDriver {
+    /// Run this argv; the call's args are appended; stdout is the result.
+    Exec(Vec<String>),
+    /// Forward as a JSON-RPC request with this method name over the control socket.
+    Control(String),
+}
+
+/// `[services.X.workers]`: bounds on concurrent recipe jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers {
+    pub max_active: u32,
+    pub max_queued: u32,
+}
+
+/// `[services.X.recipes.NAME]`: a sequence of commands run as one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipe {
+    /// Each step is an argv, run in order; a failing step fails the job.
+    pub steps: Vec<Vec<String>>,
+    /// `schedule = "every 1h"`: run periodically.
+    pub schedule: Option<Duration>,
+}
+
+/// `[services.NAME]`: one supervised daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// The group whose peer serves it; `None` = served everywhere.
+    pub group: Option<String>,
+    pub description: String,
+    /// Never empty. `exec[0]` is absolute or a bare name looked up in the service's `PATH`.
+    pub exec: Vec<String>,
+    pub service_type: ServiceType,
+    /// Start when it becomes served (start-up, reload, group moving here).
+    pub autostart: bool,
+    /// Main PID for `forking`; for any type, an already-running daemon to adopt.
+    pub pidfile: Option<PathBuf>,
+    /// Start after / stop before these services (ordering only, like systemd's `After=`).
+    pub after: Vec<String>,
+    /// The child's whole environment besides `PATH` (defaulted) and `NOTIFY_SOCKET`.
+    pub environment: BTreeMap<String, String>,
+    /// Run as this user (and its groups); `None` = root.
+    pub user: Option<String>,
+    pub working_directory: PathBuf,
+    pub restart: RestartPolicy,
+    /// First restart delay; doubles per consecutive failure up to `restart_delay_max`.
+    pub restart_delay: Duration,
+    pub restart_delay_max: Duration,
+    /// More than `start_limit_burst` starts within `start_limit_interval` → `failed`.
+    pub start_limit_burst: u32,
+    pub start_limit_interval: Duration,
+    pub start_timeout: Duration,
+    pub stop_signal: Signal,
+    /// After this, SIGKILL to the whole process group.
+    pub stop_timeout: Duration,
+    /// The service listens here; corrald connects as a control-channel client.
+    pub control_socket: Option<PathBuf>,
+    /// Bound on one control-channel request.
+    pub frame_timeout: Duration,
+    /// Relay upcall notifications from this service to D-Bus clients.
+    pub upcall: bool,
+    pub methods: BTreeMap<String, MethodDriver>,
+    pub workers: Workers,
+    pub recipes: BTreeMap<String, Recipe>,
+}
+
+impl Service {
+    /// Whether `other` would run a different process: such a change restarts a served
+    /// service on reload; any other change (description, timeouts, methods, …) is applied
+    /// in place.
+    pub fn process_differs(&self, other: &Service) -> bool {
+        self.exec != other.exec
+            || self.service_type != other.service_type
+            || self.pidfile != other.pidfile
+            || self.environment != other.environment
+            || self.user != other.user
+            || self.working_directory != other.working_directory
+            || self.control_socket != other.control_socket
+    }
+
+    /// The `PATH` the child gets: its `environment`'s, else [`DEFAULT_PATH`].
+    pub fn path_env(&self) -> &str {
+        self.environment
+            .get("PATH")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_PATH)
+    }
+}
+
+impl Config {
+    /// The empty configuration: start-up is a reload from it, shutdown a reload to it.
+    pub fn empty(host: impl Into<String>) -> Config {
+        Config {
+            daemon: DaemonSettings {
+                host: host.into(),
+                ..DaemonSettings::default()
+            },
+            groups: BTreeMap::new(),
+            services: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `service` runs on this peer: no group, or its group's peer is `daemon.host`.
+    pub fn is_served_here(&self, service: &Service) -> bool {
+        match &service.group {
+            None => true,
+            Some(group) => self
+                .groups
+                .get(group)
+                .is_some_and(|g| g.peer == self.daemon.host),
+        }
+    }
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            host: String::new(),
+            lease_recall_timeout: Duration::from_secs(5),
+            upcall_expiry: Duration::from_secs(60),
+            max_watches_per_client: 1024,
+            max_leases_per_client: 256,
+        }
+    }
+}
+
+impl Default for Service {
+    /// The defaults of every optional key; `exec` is the only required one.
+    fn default() -> Self {
+        Service {
+            group: None,
+            description: String::new(),
+            exec: Vec::new(),
+            service_type: ServiceType::Simple,
+            autostart: true,
+            pidfile: None,
+            after: Vec::new(),
+            environment: BTreeMap::new(),
+            user: None,
+            working_directory: PathBuf::from("/"),
+            restart: RestartPolicy::OnFailure,
+            restart_delay: Duration::from_millis(100),
+            restart_delay_max: Duration::from_secs(30),
+            start_limit_burst: 5,
+            start_limit_interval: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(30),
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            control_socket: None,
+            frame_timeout: Duration::from_secs(30),
+            upcall: false,
+            methods: BTreeMap::new(),
+            workers: Workers {
+                max_active: 1,
+                max_queued: 16,
+            },
+            recipes: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! corral: a service supervisor that publishes every daemon it runs on the D-Bus system bus.
+
+pub mod config;
+pub mod names;
