@@ -1,0 +1,111 @@
+//! Where a child's stdout and stderr go.
+//!
+//! With journald present we do what systemd does: open a stream to journald's
+//! `stdout` socket, write the stream header naming the service as `SYSLOG_IDENTIFIER`, and
+//! hand that socket to the child as its stdout and stderr. The child then writes straight to
+//! the journal, with no copy through corrald. Without journald, the output is piped back and
+//! each line is written to corrald's stderr prefixed by the service name.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// journald's stream socket, where systemd connects its services' stdout.
+pub const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
+
+/// How children's output is routed; chosen once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Stream to journald's stdout socket at this path.
+    Journal(PathBuf),
+    /// Pipe back and copy to corrald's stderr with a `name[pid]: ` prefix.
+    Stderr,
+}
+
+impl OutputMode {
+    /// Journal when journald's socket exists, else stderr.
+    pub fn detect() -> OutputMode {
+        if Path::new(JOURNAL_STDOUT).exists() {
+            OutputMode::Journal(PathBuf::from(JOURNAL_STDOUT))
+        } else {
+            OutputMode::Stderr
+        }
+    }
+}
+
+/// The stdout/stderr to give one child.
+pub struct ChildOutput {
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// Whether the caller must [`forward`] the piped output after spawning.
+    pub piped: bool,
+}
+
+/// Prepares the output of a child of service `name`. A journal that cannot be reached falls
+/// back to piping, so a restarting journald never keeps a service from starting.
+pub fn prepare(mode: &OutputMode, name: &str) -> ChildOutput {
+    if let OutputMode::Journal(socket) = mode {
+        match journal_stream(socket, name) {
+            Ok(fd) => match fd.try_clone() {
+                Ok(dup) => {
+                    return ChildOutput {
+                        stdout: Stdio::from(fd),
+                        stderr: Stdio::from(dup),
+                        piped: false,
+                    };
+                }
+                Err(err) => tracing::warn!(service = name, "cannot dup journal stream: {err}"),
+            },
+            Err(err) => tracing::warn!(
+                service = name,
+                "cannot connect to {}: {err}; copying output to stderr",
+                socket.display()
+            ),
+        }
+    }
+    ChildOutput {
+        stdout: Stdio::piped(),
+        stderr: Stdio::piped(),
+        piped: true,
+    }
+}
+
+/// Opens a journald stream for `identifier` (systemd's stdout-stream protocol: seven header
+/// lines, then the output itself).
+fn journal_stream(socket: &Path, identifier: &str) -> io::Result<OwnedFd> {
+    let mut stream = UnixStream::connect(socket)?;
+    // identifier, unit id (none), priority (info), level prefix (honour "<3>" prefixes),
+    // forward to syslog, kmsg, console (no).
+    let header = format!("{identifier}\n\n6\n1\n0\n0\n0\n");
+    stream.write_all(header.as_bytes())?;
+    stream.shutdown(std::net::Shutdown::Read)?;
+    Ok(OwnedFd::from(stream))
+}
+
+/// Copies a piped child's output to corrald's stderr, line by line, as `name[pid]: line`.
+/// Each stream gets its own task, which ends when the child closes its end.
+pub fn forward(
+    name: &str,
+    pid: u32,
+    stdout: Option<tokio::process::ChildStdout>,
+    stderr: Option<tokio::process::ChildStderr>,
+) {
+    if let Some(out) = stdout {
+        tokio::spawn(copy_lines(format!("{name}[{pid}]: "), out));
+    }
+    if let Some(err) = stderr {
+        tokio::spawn(copy_lines(format!("{name}[{pid}]: "), err));
+    }
+}
+
+async fn copy_lines(prefix: String, stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        // One locked write per line, so lines of different services never interleave.
+        let _ = writeln!(io::stderr().lock(), "{prefix}{line}");
+    }
+}

@@ -1,0 +1,60 @@
+//! Awaiting the exit of a process that is not our child (a forking daemon's main PID, an
+//! adopted one) through a pidfd: the kernel makes it readable when the process exits, so
+//! we await that instead of polling `/proc`.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// A handle on a live process that resolves when the process exits.
+pub struct ProcessWatch {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl ProcessWatch {
+    /// Opens a pidfd for `pid`. Fails with `ESRCH` when no such process exists.
+    pub fn open(pid: u32) -> io::Result<ProcessWatch> {
+        // SAFETY: pidfd_open takes (pid, flags) and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the syscall returned a fresh fd that we now own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // SAFETY: we own `fd` and neither close nor replace it while the AsyncFd holds it.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
+        Ok(ProcessWatch { fd })
+    }
+
+    /// Resolves once the process has exited. Its exit status is not ours to collect.
+    pub async fn exited(self) -> io::Result<()> {
+        let _ready = self.fd.readable().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_when_the_process_exits() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .unwrap();
+        let watch = ProcessWatch::open(child.id()).unwrap();
+        watch.exited().await.unwrap();
+        // The process is a zombie of ours now: reap it so the test leaves nothing behind.
+        assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn fails_for_a_missing_process() {
+        // PIDs are below 2^22 on Linux.
+        let err = ProcessWatch::open(0x7fff_fff0).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::ESRCH));
+    }
+}
