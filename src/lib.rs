@@ -3,3 +3,4 @@
 pub mod config;
 pub mod names;
 pub mod process;
+pub mod transitions;

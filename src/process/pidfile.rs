@@ -100,6 +100,9 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(adoptable(&pidfile, &strings(&["sleep", "30"])), None);
-        assert_eq!(adoptable(&dir.path().join("missing"), &strings(&["x"])), None);
+        assert_eq!(
+            adoptable(&dir.path().join("missing"), &strings(&["x"])),
+            None
+        );
     }
 }

@@ -29,7 +29,9 @@ pub struct SpawnRequest<'a> {
 /// Why a process could not be started; each says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
-    #[error("command {program:?} not found in PATH={path}; use an absolute path in exec or set PATH in environment")]
+    #[error(
+        "command {program:?} not found in PATH={path}; use an absolute path in exec or set PATH in environment"
+    )]
     NotFound { program: String, path: String },
     #[error("user {0:?} does not exist on this machine")]
     NoSuchUser(String),
@@ -118,7 +120,8 @@ fn drop_privileges(
     }
     // Resolve the group list now: after fork only async-signal-safe calls are allowed, and
     // reading /etc/group is not one.
-    let name = CString::new(entry.name.as_bytes()).map_err(|_| SpawnError::NoSuchUser(user.into()))?;
+    let name =
+        CString::new(entry.name.as_bytes()).map_err(|_| SpawnError::NoSuchUser(user.into()))?;
     let groups = getgrouplist(&name, entry.gid).map_err(|source| SpawnError::UserLookup {
         user: user.to_owned(),
         source,
@@ -166,11 +169,16 @@ mod tests {
 
     #[tokio::test]
     async fn child_gets_only_its_own_environment_and_group() {
-        let mut svc = service(&["sh", "-c", "echo \"$PATH|$FOO|${NOTIFY_SOCKET-unset}|$(ps -o pgid= -p $$)\" > \"$OUT\""]);
+        let mut svc = service(&[
+            "sh",
+            "-c",
+            "echo \"$PATH|$FOO|${NOTIFY_SOCKET-unset}|$(ps -o pgid= -p $$)\" > \"$OUT\"",
+        ]);
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         svc.environment.insert("FOO".into(), "bar".into());
-        svc.environment.insert("OUT".into(), out.display().to_string());
+        svc.environment
+            .insert("OUT".into(), out.display().to_string());
         let request = SpawnRequest {
             name: "t",
             service: &svc,
@@ -187,7 +195,11 @@ mod tests {
         // That corrald's own NOTIFY_SOCKET never leaks is checked end to end in
         // tests/daemon_notify.rs, where corrald really has one (set_var here would race).
         assert_eq!(fields[2], "unset", "not a notify service");
-        assert_eq!(fields[3].trim(), pid.to_string(), "child leads its own group");
+        assert_eq!(
+            fields[3].trim(),
+            pid.to_string(),
+            "child leads its own group"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,315 @@
+//! Unit and property tests of the diff: exact plans for hand-made cases, and for random
+//! configurations the laws `apply_to(a, diff(a, b)) == b` and `diff(a, a)` is empty.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Group, RestartPolicy};
+use crate::transitions::Transition;
+
+fn service(exec: &str, group: Option<&str>, after: &[&str]) -> Service {
+    Service {
+        exec: vec![exec.to_owned()],
+        group: group.map(str::to_owned),
+        after: after.iter().map(|s| s.to_string()).collect(),
+        ..Service::default()
+    }
+}
+
+fn config(host: &str, groups: &[(&str, &str)], services: Vec<(&str, Service)>) -> Config {
+    let mut c = Config::empty(host);
+    for (name, peer) in groups {
+        c.groups.insert(
+            name.to_string(),
+            Group {
+                peer: peer.to_string(),
+            },
+        );
+    }
+    for (name, s) in services {
+        c.services.insert(name.to_string(), s);
+    }
+    c
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn up_creates_and_serves_everything_in_dependency_order() {
+    let empty = Config::empty("a");
+    let new = config(
+        "a",
+        &[("g", "a"), ("remote", "b")],
+        vec![
+            ("web", service("web", Some("g"), &["db"])),
+            ("db", service("db", None, &[])),
+            ("far", service("far", Some("remote"), &[])),
+        ],
+    );
+    let plan = diff(&empty, &new);
+    assert!(plan.to_be_unserved.is_empty());
+    assert_eq!(
+        plan.served,
+        strings(&["db", "web"]),
+        "far is served by peer b"
+    );
+    assert_eq!(plan.services_created.len(), 3);
+    let kinds: Vec<String> = plan
+        .transitions()
+        .iter()
+        .map(|t| format!("{} {}", t.kind(), t.subject()))
+        .collect();
+    assert_eq!(
+        kinds,
+        strings(&[
+            "GroupCreated g",
+            "GroupCreated remote",
+            "ServiceCreated db",
+            "ServiceCreated far",
+            "ServiceCreated web",
+            "ServiceServed db",
+            "ServiceServed web",
+        ])
+    );
+}
+
+#[test]
+fn down_unserves_in_reverse_dependency_order_and_destroys() {
+    let old = config(
+        "a",
+        &[("g", "a")],
+        vec![
+            ("web", service("web", Some("g"), &["db"])),
+            ("db", service("db", None, &[])),
+        ],
+    );
+    let plan = diff(&old, &Config::empty("a"));
+    assert_eq!(plan.to_be_unserved, strings(&["web", "db"]));
+    assert_eq!(plan.unserved, strings(&["web", "db"]));
+    assert_eq!(plan.services_destroyed, strings(&["db", "web"]));
+    assert_eq!(plan.groups_destroyed, strings(&["g"]));
+    assert!(plan.served.is_empty());
+}
+
+#[test]
+fn moving_a_group_away_unserves_its_services() {
+    let old = config(
+        "a",
+        &[("g", "a")],
+        vec![("s", service("s", Some("g"), &[]))],
+    );
+    let new = config(
+        "a",
+        &[("g", "b")],
+        vec![("s", service("s", Some("g"), &[]))],
+    );
+    let plan = diff(&old, &new);
+    assert_eq!(
+        plan.groups_moved,
+        vec![("g".to_string(), Group { peer: "b".into() })]
+    );
+    assert_eq!(plan.unserved, strings(&["s"]));
+    assert!(plan.services_changed.is_empty());
+    // And back again.
+    let back = diff(&new, &old);
+    assert_eq!(back.served, strings(&["s"]));
+    assert!(back.unserved.is_empty());
+}
+
+#[test]
+fn process_changes_restart_other_changes_do_not() {
+    let old = config(
+        "a",
+        &[],
+        vec![
+            ("s", service("s", None, &[])),
+            ("t", service("t", None, &[])),
+        ],
+    );
+    let mut new = old.clone();
+    new.services.get_mut("s").unwrap().exec = strings(&["s2"]);
+    new.services.get_mut("t").unwrap().description = "new words".into();
+    new.services.get_mut("t").unwrap().restart = RestartPolicy::Always;
+    let plan = diff(&old, &new);
+    assert_eq!(
+        plan.services_changed
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["s", "t"]
+    );
+    assert_eq!(plan.restarted, strings(&["s"]));
+    assert!(plan.served.is_empty() && plan.unserved.is_empty());
+}
+
+#[test]
+fn a_service_changing_group_is_moved_not_changed() {
+    let old = config(
+        "a",
+        &[("g", "a"), ("h", "a")],
+        vec![("s", service("s", Some("g"), &[]))],
+    );
+    let new = config(
+        "a",
+        &[("g", "a"), ("h", "a")],
+        vec![("s", service("s", Some("h"), &[]))],
+    );
+    let plan = diff(&old, &new);
+    assert_eq!(
+        plan.services_moved,
+        vec![("s".to_string(), Some("h".to_string()))]
+    );
+    assert!(plan.services_changed.is_empty());
+    assert!(
+        plan.served.is_empty() && plan.unserved.is_empty(),
+        "served on both sides"
+    );
+    assert_eq!(
+        plan.transitions(),
+        vec![Transition::ServiceMoved {
+            name: "s".into(),
+            group: "h".into()
+        }]
+    );
+}
+
+#[test]
+fn changing_host_moves_what_is_served() {
+    let old = config(
+        "a",
+        &[("g", "a")],
+        vec![("s", service("s", Some("g"), &[]))],
+    );
+    let mut new = old.clone();
+    new.daemon.host = "b".into();
+    let plan = diff(&old, &new);
+    assert_eq!(plan.unserved, strings(&["s"]));
+    assert!(!plan.is_empty(&old.daemon));
+}
+
+// ---- property tests ------------------------------------------------------------------
+
+const HOSTS: [&str; 2] = ["a", "b"];
+const GROUPS: [&str; 3] = ["g1", "g2", "g3"];
+const SERVICES: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "s6"];
+
+fn arb_service(index: usize) -> impl Strategy<Value = Service> {
+    (
+        prop::sample::select(vec!["sleep", "true", "daemon"]),
+        prop::option::of(prop::sample::select(GROUPS.to_vec())),
+        // `after` only names services with a smaller index, so there is never a cycle.
+        prop::collection::vec(0..index.max(1), 0..3),
+        prop::sample::select(vec!["", "x", "y"]),
+        prop::sample::select(vec![
+            RestartPolicy::No,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ]),
+        prop::option::of(prop::sample::select(vec!["1", "2"])),
+    )
+        .prop_map(
+            move |(exec, group, after, description, restart, env)| Service {
+                exec: vec![exec.to_owned()],
+                group: group.map(str::to_owned),
+                after: if index == 0 {
+                    vec![]
+                } else {
+                    let mut a: Vec<String> =
+                        after.into_iter().map(|i| SERVICES[i].to_owned()).collect();
+                    a.sort();
+                    a.dedup();
+                    a
+                },
+                description: description.to_owned(),
+                restart,
+                environment: env
+                    .map(|v| BTreeMap::from([("V".to_owned(), v.to_owned())]))
+                    .unwrap_or_default(),
+                ..Service::default()
+            },
+        )
+}
+
+fn arb_config() -> impl Strategy<Value = Config> {
+    let groups = prop::collection::vec(prop::option::of(prop::sample::select(HOSTS.to_vec())), 3);
+    let services: Vec<_> = (0..SERVICES.len())
+        .map(|i| prop::option::of(arb_service(i)))
+        .collect();
+    (prop::sample::select(HOSTS.to_vec()), groups, services).prop_map(|(host, groups, services)| {
+        let mut c = Config::empty(host);
+        for (name, peer) in GROUPS.iter().zip(groups) {
+            if let Some(peer) = peer {
+                c.groups.insert(
+                    name.to_string(),
+                    Group {
+                        peer: peer.to_owned(),
+                    },
+                );
+            }
+        }
+        for (name, service) in SERVICES.iter().zip(services) {
+            if let Some(service) = service {
+                c.services.insert(name.to_string(), service);
+            }
+        }
+        c
+    })
+}
+
+fn position(list: &[String], name: &str) -> Option<usize> {
+    list.iter().position(|n| n == name)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn applying_the_diff_gives_the_new_config(a in arb_config(), b in arb_config()) {
+        prop_assert_eq!(apply_to(&a, &diff(&a, &b)), b);
+    }
+
+    #[test]
+    fn the_diff_of_a_config_with_itself_is_empty(a in arb_config()) {
+        let plan = diff(&a, &a);
+        prop_assert!(plan.is_empty(&a.daemon), "{:?}", plan);
+        prop_assert!(plan.transitions().is_empty());
+    }
+
+    #[test]
+    fn starts_follow_dependencies_and_stops_reverse_them(a in arb_config(), b in arb_config()) {
+        let plan = diff(&a, &b);
+        for (i, name) in plan.served.iter().enumerate() {
+            for dep in &b.services[name].after {
+                if let Some(j) = position(&plan.served, dep) {
+                    prop_assert!(j < i, "{} started before its dependency {}", name, dep);
+                }
+            }
+        }
+        for (i, name) in plan.unserved.iter().enumerate() {
+            for dep in &a.services[name].after {
+                if let Some(j) = position(&plan.unserved, dep) {
+                    prop_assert!(j > i, "{} stopped after its dependency {}", dep, name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn served_and_unserved_are_disjoint_and_match_the_configs(a in arb_config(), b in arb_config()) {
+        let plan = diff(&a, &b);
+        for name in &plan.served {
+            prop_assert!(b.is_served_here(&b.services[name]));
+            prop_assert!(a.services.get(name).is_none_or(|s| !a.is_served_here(s)));
+            prop_assert!(!plan.unserved.contains(name));
+        }
+        for name in &plan.unserved {
+            prop_assert!(a.is_served_here(&a.services[name]));
+            prop_assert!(b.services.get(name).is_none_or(|s| !b.is_served_here(s)));
+        }
+        prop_assert_eq!(&plan.unserved, &plan.to_be_unserved);
+    }
+}
