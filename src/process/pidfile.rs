@@ -85,24 +85,29 @@ mod tests {
 
     #[test]
     fn adopts_only_a_live_matching_process() {
+        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("x.pid");
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
+        // The child says when it runs: right after spawn() returns it may still be inside
+        // execve (glibc's posix_spawn resumes the parent early), with no cmdline yet.
+        let script = "print('up', flush=True); import time; time.sleep(30)";
+        let exec = strings(&["python3", "-c", script]);
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "up\n");
         std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
-        assert_eq!(
-            adoptable(&pidfile, &strings(&["sleep", "30"])),
-            Some(child.id())
-        );
-        assert_eq!(adoptable(&pidfile, &strings(&["sleep", "31"])), None);
+        assert_eq!(adoptable(&pidfile, &exec), Some(child.id()));
+        assert_eq!(adoptable(&pidfile, &strings(&["python3", "-c", "other"])), None);
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(adoptable(&pidfile, &strings(&["sleep", "30"])), None);
-        assert_eq!(
-            adoptable(&dir.path().join("missing"), &strings(&["x"])),
-            None
-        );
+        assert_eq!(adoptable(&pidfile, &exec), None, "a dead PID is never adopted");
+        assert_eq!(adoptable(&dir.path().join("missing"), &exec), None);
     }
 }
