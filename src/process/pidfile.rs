@@ -104,10 +104,17 @@ mod tests {
         assert_eq!(line, "up\n");
         std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
         assert_eq!(adoptable(&pidfile, &exec), Some(child.id()));
-        assert_eq!(adoptable(&pidfile, &strings(&["python3", "-c", "other"])), None);
+        assert_eq!(
+            adoptable(&pidfile, &strings(&["python3", "-c", "other"])),
+            None
+        );
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(adoptable(&pidfile, &exec), None, "a dead PID is never adopted");
+        assert_eq!(
+            adoptable(&pidfile, &exec),
+            None,
+            "a dead PID is never adopted"
+        );
         assert_eq!(adoptable(&dir.path().join("missing"), &exec), None);
     }
 }

@@ -1,0 +1,75 @@
+//! Who may change what. Reading is open to every local user; every state change is allowed
+//! to uid 0 and otherwise decided by polkit for the *caller* — the subject is the caller's
+//! unique bus name (`system-bus-name`), never corrald's own process (the bug system76-power
+//! shipped). Without polkit on the bus, non-root callers are refused.
+
+use std::collections::HashMap;
+
+use zbus::Connection;
+use zbus::message::{Flags, Header};
+use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
+
+use super::errors::{BusError, BusResult};
+
+/// The polkit actions corral defines (see `packaging/org.corral.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// start/stop/restart/pause/resume/kill/Call/RunRecipe.
+    Manage,
+    /// `Reload()`.
+    Reload,
+}
+
+impl Action {
+    pub fn id(self) -> &'static str {
+        match self {
+            Action::Manage => "org.corral.manage",
+            Action::Reload => "org.corral.reload",
+        }
+    }
+}
+
+/// Allows the call in `header` to perform `action`, or says why not.
+pub async fn authorize(connection: &Connection, header: &Header<'_>, action: Action) -> BusResult {
+    let sender = header
+        .sender()
+        .ok_or_else(|| BusError::AccessDenied("the call has no sender".into()))?;
+    let dbus = zbus::fdo::DBusProxy::new(connection).await?;
+    let uid = dbus
+        .get_connection_unix_user(sender.clone().into())
+        .await
+        .map_err(|err| BusError::AccessDenied(format!("cannot tell who {sender} is: {err}")))?;
+    if uid == 0 {
+        return Ok(());
+    }
+    let denied = |why: String| {
+        BusError::AccessDenied(format!(
+            "uid {uid} may not perform {} on corral: {why}",
+            action.id()
+        ))
+    };
+    let subject = Subject::new_for_message_header(header).map_err(|err| denied(err.to_string()))?;
+    let flags = if header.primary().flags().contains(Flags::ALLOW_INTERACTIVE_AUTH) {
+        CheckAuthorizationFlags::ALLOW_USER_INTERACTION
+    } else {
+        CheckAuthorizationFlags::empty()
+    };
+    let authority = AuthorityProxy::new(connection)
+        .await
+        .map_err(|err| denied(format!("polkit is not reachable ({err}); only root may")))?;
+    let result = authority
+        .check_authorization(&subject, action.id(), &HashMap::new(), flags, "")
+        .await
+        .map_err(|err| denied(format!("polkit is not available ({err}); only root may")))?;
+    if result.is_authorized {
+        Ok(())
+    } else if result.is_challenge {
+        Err(denied(
+            "polkit requires authentication; call again allowing interactive authorization \
+             (e.g. `busctl --allow-interactive-authorization=yes` with an agent running) or use sudo"
+                .into(),
+        ))
+    } else {
+        Err(denied("polkit refused".into()))
+    }
+}

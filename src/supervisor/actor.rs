@@ -1,0 +1,420 @@
+//! The supervisor task itself: its state, its loop, and the handling of each command. The
+//! life-cycle verbs (start, stop, exit) live in `lifecycle.rs`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::process::ExitStatus;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, watch};
+
+use super::batch::{Batch, BatchKind};
+use super::event::Event;
+use super::status::{ServiceStatus, Summary, now_usec};
+use super::unit::{Phase, Unit, Waiter};
+use super::{Command, Reply, ServiceSummary, Settings};
+use crate::config::Group;
+use crate::error::{CommandError, CommandResult};
+use crate::service_notify::NotifyMessage;
+
+/// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
+/// it is about, so events of a run that is over are ignored.
+#[derive(Debug)]
+pub(super) enum Internal {
+    /// The main process is gone (`status` is `None` when it was not our child).
+    Exited {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
+    /// A forking service's launcher (the process we spawned) exited.
+    LauncherExited {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
+    Notify {
+        name: String,
+        run: u64,
+        messages: Vec<NotifyMessage>,
+    },
+    StartTimedOut {
+        name: String,
+        run: u64,
+    },
+    StopTimedOut {
+        name: String,
+        run: u64,
+    },
+    RestartDue {
+        name: String,
+        attempt: u64,
+    },
+    PidfileRetry {
+        name: String,
+        run: u64,
+    },
+}
+
+/// What a Pause/Resume/Kill asks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum SignalAction {
+    Pause,
+    Resume,
+    Kill(Signal),
+}
+
+pub(super) struct Supervisor {
+    pub(super) settings: Settings,
+    pub(super) units: BTreeMap<String, Unit>,
+    /// This peer and the groups, for `NotServedHere` messages.
+    host: String,
+    groups: BTreeMap<String, Group>,
+    pub(super) internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
+    next_run_id: u64,
+    batches: HashMap<u64, Batch>,
+    next_batch_id: u64,
+    /// Batch members released and waiting to be launched by the loop. A queue rather than
+    /// a recursive call, because launching can settle at once and release more members.
+    ready: VecDeque<(u64, String)>,
+    /// While a reload is applied, client commands that change state wait here.
+    reloading: bool,
+    deferred: VecDeque<Command>,
+    summary: Summary,
+    summary_tx: watch::Sender<Summary>,
+}
+
+impl Supervisor {
+    pub(super) fn new(settings: Settings, summary_tx: watch::Sender<Summary>) -> Supervisor {
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        Supervisor {
+            settings,
+            units: BTreeMap::new(),
+            host: String::new(),
+            groups: BTreeMap::new(),
+            internal_tx,
+            internal_rx: Some(internal_rx),
+            next_run_id: 1,
+            batches: HashMap::new(),
+            next_batch_id: 1,
+            ready: VecDeque::new(),
+            reloading: false,
+            deferred: VecDeque::new(),
+            summary: Summary::default(),
+            summary_tx,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut internal = self.internal_rx.take().expect("run once");
+        loop {
+            tokio::select! {
+                // Process events first: a command should see the latest state.
+                biased;
+                Some(event) = internal.recv() => self.handle_internal(event),
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+            }
+            self.launch_ready();
+        }
+    }
+
+    pub(super) fn new_run_id(&mut self) -> u64 {
+        self.next_run_id += 1;
+        self.next_run_id
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        if self.reloading && changes_state(&command) {
+            self.deferred.push_back(command);
+            return;
+        }
+        match command {
+            Command::Start(name, reply) => match self.check_served(&name) {
+                Ok(()) => {
+                    // A start by hand clears the start limit, like `systemctl reset-failed`.
+                    if let Some(unit) = self.units.get_mut(&name) {
+                        unit.restarts = Default::default();
+                    }
+                    self.start_unit(&name, Waiter::Reply(reply));
+                }
+                Err(err) => drop(reply.send(Err(err))),
+            },
+            Command::Stop(name, reply) => match self.check_exists(&name) {
+                Ok(()) => self.stop_unit(&name, Waiter::Reply(reply)),
+                Err(err) => drop(reply.send(Err(err))),
+            },
+            Command::Restart(name, reply) => match self.check_served(&name) {
+                Ok(()) => self.restart_unit(&name, reply),
+                Err(err) => drop(reply.send(Err(err))),
+            },
+            Command::Pause(name, reply) => self.signal_command(&name, SignalAction::Pause, reply),
+            Command::Resume(name, reply) => self.signal_command(&name, SignalAction::Resume, reply),
+            Command::Kill(name, signal, reply) => {
+                self.signal_command(&name, SignalAction::Kill(signal), reply)
+            }
+            Command::Exists(name, reply) => drop(reply.send(self.check_exists(&name))),
+            Command::List(reply) => drop(reply.send(self.list())),
+            Command::Ping(reply) => drop(reply.send(())),
+            Command::BeginReload(reply) => {
+                self.reloading = true;
+                let _ = reply.send(());
+            }
+            Command::EndReload(reply) => {
+                self.reloading = false;
+                let _ = reply.send(());
+                while let Some(command) = self.deferred.pop_front() {
+                    self.handle_command(command);
+                }
+            }
+            Command::SetPlacement {
+                host,
+                groups,
+                reply,
+            } => {
+                self.host = host;
+                self.groups = groups;
+                let _ = reply.send(());
+            }
+            Command::Define {
+                name,
+                spec,
+                served,
+                reply,
+            } => {
+                let unit = self
+                    .units
+                    .entry(name.clone())
+                    .or_insert_with(|| Unit::new(name, spec, served));
+                self.summary.add(unit.published.active);
+                let _ = reply.send(unit.status_tx.subscribe());
+                self.summary_tx.send_replace(self.summary.clone());
+            }
+            Command::Redefine { name, spec, reply } => {
+                if let Some(unit) = self.units.get_mut(&name) {
+                    unit.spec = Arc::new(spec);
+                }
+                self.publish(&name);
+                let _ = reply.send(());
+            }
+            Command::SetServed {
+                names,
+                served,
+                reply,
+            } => {
+                for name in &names {
+                    if let Some(unit) = self.units.get_mut(name) {
+                        unit.served = served;
+                    }
+                    self.publish(name);
+                }
+                let _ = reply.send(());
+            }
+            Command::StartBatch(names, reply) => self.begin_batch(BatchKind::Start, names, reply),
+            Command::StopBatch(names, reply) => self.begin_batch(BatchKind::Stop, names, reply),
+            Command::RunningAmong(names, reply) => {
+                let running = names
+                    .into_iter()
+                    .filter(|n| self.units.get(n).is_some_and(|u| u.run().is_some()))
+                    .collect();
+                let _ = reply.send(running);
+            }
+            Command::Undefine(names, reply) => {
+                for name in names {
+                    self.undefine(&name);
+                }
+                let _ = reply.send(());
+            }
+            Command::SetOnline(name, online) => {
+                if let Some(unit) = self.units.get_mut(&name) {
+                    unit.online = online;
+                }
+                self.publish(&name);
+            }
+        }
+    }
+
+    fn handle_internal(&mut self, event: Internal) {
+        match event {
+            Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
+            Internal::LauncherExited { name, run, status } => {
+                self.on_launcher_exit(&name, run, status)
+            }
+            Internal::Notify {
+                name,
+                run,
+                messages,
+            } => self.on_notify(&name, run, messages),
+            Internal::StartTimedOut { name, run } => self.on_start_timeout(&name, run),
+            Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
+            Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
+            Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
+        }
+    }
+
+    fn check_exists(&self, name: &str) -> CommandResult {
+        if self.units.contains_key(name) {
+            Ok(())
+        } else {
+            Err(CommandError::NoSuchService(name.to_owned()))
+        }
+    }
+
+    fn check_served(&self, name: &str) -> CommandResult {
+        let unit = self
+            .units
+            .get(name)
+            .ok_or_else(|| CommandError::NoSuchService(name.to_owned()))?;
+        if unit.served {
+            return Ok(());
+        }
+        let group = unit.spec.group.clone().unwrap_or_default();
+        Err(CommandError::NotServedHere {
+            service: name.to_owned(),
+            peer: self
+                .groups
+                .get(&group)
+                .map(|g| g.peer.clone())
+                .unwrap_or_default(),
+            group,
+            host: self.host.clone(),
+        })
+    }
+
+    fn list(&self) -> Vec<ServiceSummary> {
+        self.units
+            .values()
+            .map(|unit| {
+                let status = &unit.published;
+                ServiceSummary {
+                    name: unit.name.clone(),
+                    group: status.group.clone(),
+                    active_state: status.active.as_str(),
+                    sub_state: status.sub.as_str(),
+                    main_pid: status.main_pid,
+                }
+            })
+            .collect()
+    }
+
+    fn undefine(&mut self, name: &str) {
+        let Some(mut unit) = self.units.remove(name) else {
+            return;
+        };
+        // Destroyed services were stopped in the unserve step; this is only a safety net.
+        if let Some(run) = unit.run_mut() {
+            run.cancel_tasks();
+            super::lifecycle::signal_run(run, Signal::SIGKILL);
+        }
+        if let Phase::AutoRestart { timer, .. } = &unit.phase {
+            timer.abort();
+        }
+        self.summary.remove(unit.published.active);
+        self.summary_tx.send_replace(self.summary.clone());
+        for waiter in unit
+            .start_waiters
+            .drain(..)
+            .chain(unit.stop_waiters.drain(..))
+        {
+            self.resolve(
+                name,
+                waiter,
+                Err(CommandError::NoSuchService(name.to_owned())),
+            );
+        }
+    }
+
+    /// Publishes a unit's status if it changed: the `watch` its D-Bus object reads, the
+    /// event for `PropertiesChanged`, and the summary for `STATUS=`.
+    pub(super) fn publish(&mut self, name: &str) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let snapshot = unit.snapshot(now_usec());
+        if snapshot == *unit.published {
+            return;
+        }
+        if snapshot.active != unit.published.active {
+            self.summary.remove(unit.published.active);
+            self.summary.add(snapshot.active);
+            self.summary_tx.send_replace(self.summary.clone());
+        }
+        let snapshot: Arc<ServiceStatus> = Arc::new(snapshot);
+        unit.published = snapshot.clone();
+        unit.status_tx.send_replace(snapshot.clone());
+        self.settings.events.send(Event::Service(snapshot));
+    }
+
+    /// Hands a start or stop outcome to whoever waits for it.
+    pub(super) fn resolve(&mut self, name: &str, waiter: Waiter, result: CommandResult) {
+        match waiter {
+            Waiter::Reply(reply) => {
+                let _ = reply.send(result);
+            }
+            Waiter::Batch(id) => self.batch_settled(id, name),
+        }
+    }
+
+    fn begin_batch(
+        &mut self,
+        kind: BatchKind,
+        names: Vec<String>,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        let units = &self.units;
+        let (mut batch, ready) =
+            Batch::new(kind, &names, |n| units.get(n).map(|u| &*u.spec), reply);
+        if batch.finish_if_done() {
+            return;
+        }
+        self.batches.insert(id, batch);
+        self.ready.extend(ready.into_iter().map(|name| (id, name)));
+    }
+
+    fn batch_settled(&mut self, id: u64, name: &str) {
+        let Some(batch) = self.batches.get_mut(&id) else {
+            return;
+        };
+        let released = batch.settled(name);
+        self.ready.extend(released.into_iter().map(|n| (id, n)));
+        if batch.finish_if_done() {
+            self.batches.remove(&id);
+        }
+    }
+
+    fn launch_ready(&mut self) {
+        while let Some((id, name)) = self.ready.pop_front() {
+            let Some(kind) = self.batches.get(&id).map(|b| b.kind) else {
+                continue;
+            };
+            match kind {
+                BatchKind::Start => self.start_unit(&name, Waiter::Batch(id)),
+                BatchKind::Stop => self.stop_unit(&name, Waiter::Batch(id)),
+            }
+        }
+    }
+
+    fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
+        let result = self.signal_unit(name, action);
+        self.publish(name);
+        let _ = reply.send(result);
+    }
+}
+
+/// Client commands that change a service's state; held back while a reload is applied.
+fn changes_state(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Start(..)
+            | Command::Stop(..)
+            | Command::Restart(..)
+            | Command::Pause(..)
+            | Command::Resume(..)
+            | Command::Kill(..)
+    )
+}

@@ -1,0 +1,58 @@
+//! What flows out of corrald's core to the D-Bus publisher, in one ordered stream: service
+//! status changes from the supervisor, and transitions and object (un)exports from the
+//! transition applier. One stream means a client sees them in causal order — a service's
+//! `ServiceStateChanged(active)` before the `ServiceServed` that announces its start.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::status::ServiceStatus;
+use crate::transitions::Transition;
+
+/// One thing for the publisher to do.
+#[derive(Debug)]
+pub enum Event {
+    /// A service's status changed: emit `PropertiesChanged` for what differs and, when the
+    /// active or sub state moved, `ServiceStateChanged`.
+    Service(Arc<ServiceStatus>),
+    /// Export the object of a new service, reading its properties from `status`.
+    Export {
+        name: String,
+        status: watch::Receiver<Arc<ServiceStatus>>,
+    },
+    /// Remove a service's object.
+    Unexport { name: String },
+    /// Emit the signal of a transition.
+    Transition(Transition),
+    /// The manager's properties changed.
+    Manager,
+    /// Reply once every earlier event has been published.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// The sending side; cheap to clone. Sending never blocks (the publisher must never slow
+/// the supervisor down), and a gone publisher (shutdown) is not an error.
+#[derive(Debug, Clone)]
+pub struct EventSender(mpsc::UnboundedSender<Event>);
+
+pub type EventReceiver = mpsc::UnboundedReceiver<Event>;
+
+/// A new event stream.
+pub fn channel() -> (EventSender, EventReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (EventSender(tx), rx)
+}
+
+impl EventSender {
+    pub fn send(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+
+    /// Waits until the publisher has handled everything sent before this call.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Event::Barrier(tx));
+        let _ = rx.await;
+    }
+}

@@ -1,0 +1,267 @@
+//! The supervisor: one task that owns the state of every service (nova's "smart manager,
+//! dumb data"). Everything else talks to it through a cloneable [`Handle`] — a command over
+//! a channel and a reply over a oneshot — so there is no shared mutable state and no lock
+//! held across an `.await`.
+//!
+//! Inside, the task reacts to three inputs: commands (from D-Bus and from the transition
+//! applier), process events (exits, notify messages — each child has exactly one owner task
+//! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
+//! changes go out as [`Event`]s to the publisher and into a `watch` per service that the
+//! D-Bus properties read.
+
+mod actor;
+mod batch;
+pub mod event;
+mod lifecycle;
+pub mod status;
+mod unit;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use event::{Event, EventReceiver, EventSender};
+pub use status::{ActiveState, ServiceStatus, SubState, Summary};
+
+use crate::config::{Group, Service};
+use crate::error::{CommandError, CommandResult};
+use crate::process::OutputMode;
+
+/// What the supervisor needs from its surroundings (injected, so tests run it in-process).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where per-service notify sockets are created.
+    pub runtime_dir: PathBuf,
+    pub output: OutputMode,
+    pub events: EventSender,
+}
+
+/// One row of `ListServices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub group: String,
+    pub active_state: &'static str,
+    pub sub_state: &'static str,
+    pub main_pid: u32,
+}
+
+type Reply<T = ()> = oneshot::Sender<CommandResult<T>>;
+
+/// A request to the supervisor task.
+pub(crate) enum Command {
+    // From D-Bus clients.
+    Start(String, Reply),
+    Stop(String, Reply),
+    Restart(String, Reply),
+    Pause(String, Reply),
+    Resume(String, Reply),
+    Kill(String, Signal, Reply),
+    Exists(String, Reply),
+    List(oneshot::Sender<Vec<ServiceSummary>>),
+    /// Answered when the task is responsive (the watchdog's proof of life).
+    Ping(oneshot::Sender<()>),
+    // From the transition applier.
+    BeginReload(oneshot::Sender<()>),
+    EndReload(oneshot::Sender<()>),
+    SetPlacement {
+        host: String,
+        groups: BTreeMap<String, Group>,
+        reply: oneshot::Sender<()>,
+    },
+    Define {
+        name: String,
+        spec: Service,
+        served: bool,
+        reply: oneshot::Sender<watch::Receiver<Arc<ServiceStatus>>>,
+    },
+    Redefine {
+        name: String,
+        spec: Service,
+        reply: oneshot::Sender<()>,
+    },
+    SetServed {
+        names: Vec<String>,
+        served: bool,
+        reply: oneshot::Sender<()>,
+    },
+    StartBatch(Vec<String>, oneshot::Sender<()>),
+    StopBatch(Vec<String>, oneshot::Sender<()>),
+    RunningAmong(Vec<String>, oneshot::Sender<Vec<String>>),
+    Undefine(Vec<String>, oneshot::Sender<()>),
+    SetOnline(String, bool),
+}
+
+/// A cheap, cloneable handle on the supervisor task.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    summary: watch::Receiver<Summary>,
+}
+
+/// Starts the supervisor task. It runs until every [`Handle`] is dropped.
+pub fn spawn(settings: Settings) -> Handle {
+    let (commands, rx) = mpsc::channel(1024);
+    let (summary_tx, summary) = watch::channel(Summary::default());
+    tokio::spawn(actor::Supervisor::new(settings, summary_tx).run(rx));
+    Handle { commands, summary }
+}
+
+impl Handle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    async fn ask_result(&self, make: impl FnOnce(Reply) -> Command) -> CommandResult {
+        self.ask(make)
+            .await
+            .unwrap_or(Err(CommandError::ShuttingDown))
+    }
+
+    /// Starts `name`; returns once it is running (for notify: after READY=1).
+    pub async fn start(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Start(name.to_owned(), r))
+            .await
+    }
+
+    /// Stops `name`; returns once its process is gone.
+    pub async fn stop(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Stop(name.to_owned(), r)).await
+    }
+
+    pub async fn restart(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Restart(name.to_owned(), r))
+            .await
+    }
+
+    pub async fn pause(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Pause(name.to_owned(), r))
+            .await
+    }
+
+    pub async fn resume(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Resume(name.to_owned(), r))
+            .await
+    }
+
+    pub async fn kill(&self, name: &str, signal: Signal) -> CommandResult {
+        self.ask_result(|r| Command::Kill(name.to_owned(), signal, r))
+            .await
+    }
+
+    /// `Ok` when a service called `name` exists.
+    pub async fn exists(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Exists(name.to_owned(), r))
+            .await
+    }
+
+    pub async fn list(&self) -> Vec<ServiceSummary> {
+        self.ask(Command::List).await.unwrap_or_default()
+    }
+
+    /// Resolves when the supervisor task has handled every earlier command.
+    pub async fn ping(&self) -> bool {
+        self.ask(Command::Ping).await.is_some()
+    }
+
+    /// The per-state counts, for corrald's `STATUS=`.
+    pub fn summary(&self) -> watch::Receiver<Summary> {
+        self.summary.clone()
+    }
+
+    /// Publishes whether a service's control connection is up.
+    pub async fn set_online(&self, name: &str, online: bool) {
+        let _ = self
+            .commands
+            .send(Command::SetOnline(name.to_owned(), online))
+            .await;
+    }
+
+    // ---- used by the transition applier ---------------------------------------------
+
+    /// Holds back state-changing client commands until [`Handle::end_reload`], so a
+    /// `Start` racing a reload sees the configuration before or after it, never half of it.
+    pub async fn begin_reload(&self) {
+        self.ask(Command::BeginReload).await;
+    }
+
+    pub async fn end_reload(&self) {
+        self.ask(Command::EndReload).await;
+    }
+
+    pub async fn set_placement(&self, host: &str, groups: &BTreeMap<String, Group>) {
+        self.ask(|reply| Command::SetPlacement {
+            host: host.to_owned(),
+            groups: groups.clone(),
+            reply,
+        })
+        .await;
+    }
+
+    /// Creates the unit of a new service and returns the status its D-Bus object reads.
+    pub async fn define(
+        &self,
+        name: &str,
+        spec: Service,
+        served: bool,
+    ) -> Option<watch::Receiver<Arc<ServiceStatus>>> {
+        self.ask(|reply| Command::Define {
+            name: name.to_owned(),
+            spec,
+            served,
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces a service's definition; a running process keeps running.
+    pub async fn redefine(&self, name: &str, spec: Service) {
+        self.ask(|reply| Command::Redefine {
+            name: name.to_owned(),
+            spec,
+            reply,
+        })
+        .await;
+    }
+
+    pub async fn set_served(&self, names: &[String], served: bool) {
+        self.ask(|reply| Command::SetServed {
+            names: names.to_vec(),
+            served,
+            reply,
+        })
+        .await;
+    }
+
+    /// Starts `names` (dependency order), each once the members it is `after` have settled,
+    /// independent ones concurrently; resolves when all have settled (running or failed).
+    pub async fn start_batch(&self, names: Vec<String>) {
+        if !names.is_empty() {
+            self.ask(|reply| Command::StartBatch(names, reply)).await;
+        }
+    }
+
+    /// Stops `names` (stop order), each once the members that are `after` it are gone.
+    pub async fn stop_batch(&self, names: Vec<String>) {
+        if !names.is_empty() {
+            self.ask(|reply| Command::StopBatch(names, reply)).await;
+        }
+    }
+
+    /// Those of `names` that have a process (starting, running, paused, stopping).
+    pub async fn running_among(&self, names: Vec<String>) -> Vec<String> {
+        self.ask(|reply| Command::RunningAmong(names, reply))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Removes the units of destroyed services (already stopped by then).
+    pub async fn undefine(&self, names: Vec<String>) {
+        self.ask(|reply| Command::Undefine(names, reply)).await;
+    }
+}

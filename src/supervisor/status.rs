@@ -1,0 +1,174 @@
+//! What the supervisor publishes about each service: the snapshot behind the D-Bus
+//! properties, in systemd's vocabulary of active and sub states.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `ActiveState`, as systemd spells it (plus `paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActiveState {
+    Inactive,
+    Activating,
+    Active,
+    Deactivating,
+    Failed,
+    Paused,
+}
+
+impl ActiveState {
+    pub const ALL: [ActiveState; 6] = [
+        ActiveState::Inactive,
+        ActiveState::Activating,
+        ActiveState::Active,
+        ActiveState::Deactivating,
+        ActiveState::Failed,
+        ActiveState::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActiveState::Inactive => "inactive",
+            ActiveState::Activating => "activating",
+            ActiveState::Active => "active",
+            ActiveState::Deactivating => "deactivating",
+            ActiveState::Failed => "failed",
+            ActiveState::Paused => "paused",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `SubState`: the finer step within the active state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubState {
+    /// Not running (inactive).
+    Dead,
+    /// Spawned, waiting for readiness (READY=1, the forking launcher, the pidfile).
+    Start,
+    Running,
+    /// Waiting for the restart delay to pass.
+    AutoRestart,
+    /// Stop signal sent, waiting for the exit.
+    StopSigterm,
+    /// `stop_timeout` passed; SIGKILL sent to the whole group.
+    StopSigkill,
+    Paused,
+    Failed,
+}
+
+impl SubState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubState::Dead => "dead",
+            SubState::Start => "start",
+            SubState::Running => "running",
+            SubState::AutoRestart => "auto-restart",
+            SubState::StopSigterm => "stop-sigterm",
+            SubState::StopSigkill => "stop-sigkill",
+            SubState::Paused => "paused",
+            SubState::Failed => "failed",
+        }
+    }
+}
+
+/// Everything the `org.corral.Corral1.Service` properties show about one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub group: String,
+    pub description: String,
+    pub active: ActiveState,
+    pub sub: SubState,
+    pub main_pid: u32,
+    /// Control connection up (see the control channel).
+    pub online: bool,
+    pub served: bool,
+    pub n_restarts: u32,
+    /// Exit code of the last main process, or 128 + signal number when killed by one.
+    pub exec_main_status: i32,
+    pub last_error: String,
+    /// The child's last `STATUS=`.
+    pub status_text: String,
+    /// When `active` last changed, µs since the epoch.
+    pub state_change_timestamp: u64,
+    pub methods: Vec<String>,
+    pub recipes: Vec<String>,
+    pub active_jobs: u32,
+    pub queued_jobs: u32,
+}
+
+/// Microseconds since the epoch, for `StateChangeTimestamp`.
+pub fn now_usec() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// How many services are in each active state: corrald's `STATUS=` line, kept current in
+/// O(1) per change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    counts: [u32; 6],
+}
+
+impl Summary {
+    pub fn add(&mut self, state: ActiveState) {
+        self.counts[state.index()] += 1;
+    }
+
+    pub fn remove(&mut self, state: ActiveState) {
+        self.counts[state.index()] = self.counts[state.index()].saturating_sub(1);
+    }
+
+    pub fn count(&self, state: ActiveState) -> u32 {
+        self.counts[state.index()]
+    }
+
+    pub fn total(&self) -> u32 {
+        self.counts.iter().sum()
+    }
+}
+
+impl std::fmt::Display for Summary {
+    /// `5 services: 4 active, 1 failed` — only the states that have services.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.total();
+        write!(f, "{total} service{}", if total == 1 { "" } else { "s" })?;
+        let mut first = true;
+        for state in ActiveState::ALL {
+            let n = self.count(state);
+            if n > 0 {
+                write!(
+                    f,
+                    "{} {n} {}",
+                    if first { ":" } else { "," },
+                    state.as_str()
+                )?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_reads_like_systemctl() {
+        let mut s = Summary::default();
+        assert_eq!(s.to_string(), "0 services");
+        for _ in 0..4 {
+            s.add(ActiveState::Active);
+        }
+        s.add(ActiveState::Failed);
+        assert_eq!(s.to_string(), "5 services: 4 active, 1 failed");
+        s.remove(ActiveState::Failed);
+        s.add(ActiveState::Activating);
+        assert_eq!(s.to_string(), "5 services: 1 activating, 4 active");
+    }
+}
