@@ -45,7 +45,10 @@ pub fn unescape_label(label: &str) -> Option<String> {
         match bytes[i] {
             b'_' => {
                 let hex = label.get(i + 1..i + 3)?;
-                if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                if !hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
                     return None;
                 }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
