@@ -18,9 +18,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::document::parse_document;
 use super::error::{ConfigError, ConfigErrors, SourceText};
 use super::model::Config;
-use super::raw::{RawDocument, parse_document};
+use super::raw::RawDocument;
 use super::validate::validate;
 
 /// The main configuration file read by default.
