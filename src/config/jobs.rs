@@ -194,3 +194,188 @@ fn parse_schedule(check: &mut Checker, name: &Text, schedule: &Text) -> Option<D
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{errors, only_error, only_service};
+    use super::*;
+
+    /// A service with a control socket and `extra` lines added.
+    fn service(extra: &str) -> String {
+        format!("[services.s]\nexec = [\"/bin/s\"]\ncontrol_socket = \"/run/s.sock\"\n{extra}\n")
+    }
+
+    #[test]
+    fn methods_run_a_command_or_forward_over_the_control_channel() {
+        let parsed = only_service(&service(
+            "[services.s.methods.reload]\nexec = [\"/bin/kill\", \"-HUP\"]\n\
+             [services.s.methods.refresh]\ncontrol = \"exports.refresh\"",
+        ));
+        assert_eq!(
+            parsed.methods["reload"],
+            MethodDriver::Exec(vec!["/bin/kill".into(), "-HUP".into()])
+        );
+        assert_eq!(
+            parsed.methods["refresh"],
+            MethodDriver::Control("exports.refresh".into())
+        );
+    }
+
+    #[test]
+    fn a_method_has_exactly_one_driver() {
+        let shown = only_error(&service(
+            "[services.s.methods.m]\nexec = [\"/bin/m\"]\ncontrol = \"m\"",
+        ));
+        assert!(
+            shown.contains(":4:1: service \"s\": method \"m\" sets both \"exec\" and \"control\""),
+            "{shown}"
+        );
+        let shown = only_error(&service("methods.m = {}"));
+        assert!(
+            shown.contains(":4:13: service \"s\": method \"m\" needs a driver"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn method_drivers_are_checked() {
+        let shown = only_error(&service("methods.m = { exec = [] }"));
+        assert!(
+            shown.contains(":4:22: service \"s\": key \"methods.m.exec\" is empty"),
+            "{shown}"
+        );
+        let shown = only_error(&service("methods.m = { exec = [\"sbin/m\"] }"));
+        assert!(
+            shown.contains("key \"methods.m.exec\": the program \"sbin/m\" is a relative path")
+        );
+        let shown = only_error(&service("methods.m = { control = \"\" }"));
+        assert!(
+            shown.contains(":4:25: service \"s\": key \"methods.m.control\" is empty"),
+            "{shown}"
+        );
+        let shown = only_error(&service("methods.\"m n\" = { control = \"x\" }"));
+        assert!(
+            shown.contains(":4:9: service \"s\": method name \"m n\" is not valid"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn control_methods_need_a_control_socket() {
+        let shown = only_error(
+            "[services.s]\nexec = [\"/bin/s\"]\n[services.s.methods.m]\ncontrol = \"m\"\n",
+        );
+        assert!(
+            shown.contains(
+                ":4:11: service \"s\": method \"m\" is forwarded over the control channel, but the \
+             service has no \"control_socket\""
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn workers_bounds_are_checked() {
+        let parsed = only_service(&service("workers = { max_active = 4 }"));
+        assert_eq!(
+            parsed.workers,
+            Workers {
+                max_active: 4,
+                max_queued: 16
+            }
+        );
+        let parsed = only_service(&service("workers = { max_queued = 0 }"));
+        assert_eq!(
+            parsed.workers,
+            Workers {
+                max_active: 1,
+                max_queued: 0
+            }
+        );
+        let errors = errors(&service(
+            "[services.s.workers]\nmax_active = 0\nmax_queued = -1",
+        ));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!((errors[0].line, errors[0].column), (5, 14));
+        assert!(
+            errors[0]
+                .message
+                .ends_with("key \"workers.max_active\" is 0, but must be between 1 and 4294967295")
+        );
+        assert_eq!((errors[1].line, errors[1].column), (6, 14));
+        assert!(
+            errors[1].message.ends_with(
+                "key \"workers.max_queued\" is -1, but must be between 0 and 4294967295"
+            )
+        );
+    }
+
+    #[test]
+    fn recipes_have_steps_and_an_optional_schedule() {
+        let parsed = only_service(&service(
+            "[services.s.recipes.backup]\nsteps = [[\"tar\", \"-c\"], [\"/bin/sync\"]]\n\
+             [services.s.recipes.rotate]\nsteps = [[\"logrotate\"]]\nschedule = \"every 1m30s\"",
+        ));
+        assert_eq!(
+            parsed.recipes["backup"],
+            Recipe {
+                steps: vec![vec!["tar".into(), "-c".into()], vec!["/bin/sync".into()]],
+                schedule: None,
+            }
+        );
+        assert_eq!(
+            parsed.recipes["rotate"].schedule,
+            Some(Duration::from_secs(90))
+        );
+    }
+
+    #[test]
+    fn recipe_steps_are_checked() {
+        let shown = only_error(&service("[services.s.recipes.r]\nschedule = \"every 1h\""));
+        assert!(
+            shown.contains(":4:1: service \"s\": recipe \"r\" has no \"steps\""),
+            "{shown}"
+        );
+        let shown = only_error(&service("recipes.r = { steps = [] }"));
+        assert!(
+            shown.contains(":4:23: service \"s\": key \"recipes.r.steps\" is empty"),
+            "{shown}"
+        );
+        let errors = errors(&service(
+            "recipes.r = { steps = [[\"/bin/a\"], [], [\"x/y\"]] }",
+        ));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("key \"recipes.r.steps\" is empty")
+        );
+        assert!(
+            errors[1]
+                .message
+                .contains("the program \"x/y\" is a relative path")
+        );
+        let shown = only_error(&service("recipes.\"\" = { steps = [[\"a\"]] }"));
+        assert!(shown.contains("recipe name \"\" is not valid"), "{shown}");
+    }
+
+    #[test]
+    fn schedules_are_every_and_a_positive_duration() {
+        let recipe = |schedule: &str| {
+            service(&format!(
+                "recipes.r = {{ steps = [[\"a\"]], schedule = \"{schedule}\" }}"
+            ))
+        };
+        assert!(only_error(&recipe("hourly")).contains(
+            "key \"recipes.r.schedule\" is \"hourly\", but must be \"every <duration>\", e.g. \"every 1h\""
+        ));
+        assert!(
+            only_error(&recipe("every 0"))
+                .contains("key \"recipes.r.schedule\": the period must be above zero")
+        );
+        assert!(
+            only_error(&recipe("every 1d"))
+                .contains("key \"recipes.r.schedule\": bad duration \"1d\": unknown unit \"d\"")
+        );
+    }
+}

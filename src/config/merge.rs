@@ -159,3 +159,181 @@ fn place(source: &SourceText, span: Range<usize>) -> String {
     let (line, _) = source.locate(span.start);
     format!("{}:{line}", source.path.display())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+
+    use super::super::{ConfigErrors, ConfigSource, load};
+
+    /// A `corral.toml` with `main` and `corral.d/<name>` files, loaded like the default.
+    fn load_files(
+        main: &str,
+        drop_ins: &[(&str, &str)],
+    ) -> (
+        tempfile::TempDir,
+        Result<super::super::Config, ConfigErrors>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("corral.toml"), main).unwrap();
+        fs::create_dir(dir.path().join("corral.d")).unwrap();
+        for (name, text) in drop_ins {
+            fs::write(dir.path().join("corral.d").join(name), text).unwrap();
+        }
+        let result = load(&ConfigSource::Path(dir.path().join("corral.toml")));
+        (dir, result)
+    }
+
+    fn main_path(dir: &Path) -> PathBuf {
+        dir.join("corral.toml")
+    }
+
+    fn drop_in(dir: &Path, name: &str) -> PathBuf {
+        dir.join("corral.d").join(name)
+    }
+
+    #[test]
+    fn files_add_services_groups_and_daemon_keys() {
+        let (_dir, result) = load_files(
+            "[daemon]\nhost = \"node-a\"\n[services.portmap]\nexec = [\"rpcbind\"]\n",
+            &[
+                (
+                    "nfs.toml",
+                    "[daemon]\nupcall_expiry = \"5m\"\n[groups.storage]\npeer = \"node-a\"\n\
+                     [services.nfs]\nexec = [\"ganesha.nfsd\"]\ngroup = \"storage\"\nafter = [\"portmap\"]\n",
+                ),
+                (
+                    "web.toml",
+                    "[services.web]\nexec = [\"/bin/web\"]\nafter = [\"nfs\"]\n",
+                ),
+            ],
+        );
+        let config = result.unwrap();
+        assert_eq!(config.daemon.host, "node-a");
+        assert_eq!(
+            config.daemon.upcall_expiry,
+            std::time::Duration::from_secs(300)
+        );
+        assert_eq!(
+            config.services.keys().collect::<Vec<_>>(),
+            ["nfs", "portmap", "web"]
+        );
+        assert_eq!(config.groups["storage"].peer, "node-a");
+        // `after` and `group` resolve across files.
+        assert_eq!(config.services["nfs"].after, ["portmap"]);
+        assert!(config.is_served_here(&config.services["nfs"]));
+    }
+
+    #[test]
+    fn a_service_defined_in_two_files_names_both() {
+        let (dir, result) = load_files(
+            "\n[services.web]\nexec = [\"/bin/web\"]\n",
+            &[("web.toml", "[services.web]\nexec = [\"/bin/web2\"]\n")],
+        );
+        let errors = result.unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors}");
+        assert_eq!(
+            errors.to_string(),
+            format!(
+                "{}:1:11: service \"web\" is defined in both {}:2 and {}:1: keep one definition",
+                drop_in(dir.path(), "web.toml").display(),
+                main_path(dir.path()).display(),
+                drop_in(dir.path(), "web.toml").display(),
+            )
+        );
+    }
+
+    #[test]
+    fn a_group_defined_in_two_files_names_both() {
+        let (dir, result) = load_files(
+            "[groups.g]\npeer = \"a\"\n",
+            &[("g.toml", "\n\n[groups.g]\npeer = \"b\"\n")],
+        );
+        let shown = result.unwrap_err().to_string();
+        assert!(
+            shown.contains(&format!(
+                "group \"g\" is defined in both {}:1 and {}:3",
+                main_path(dir.path()).display(),
+                drop_in(dir.path(), "g.toml").display()
+            )),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_daemon_key_set_in_two_files_names_both() {
+        let (dir, result) = load_files(
+            "[daemon]\nhost = \"a\"\nupcall_expiry = \"1m\"\n",
+            &[(
+                "host.toml",
+                "[daemon]\nlease_recall_timeout = \"1s\"\nhost = \"b\"\n",
+            )],
+        );
+        let errors = result.unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors}");
+        let error = &errors.0[0];
+        assert_eq!(
+            (error.file.clone(), error.line, error.column),
+            (drop_in(dir.path(), "host.toml"), 3, 8)
+        );
+        assert_eq!(
+            error.message,
+            format!(
+                "[daemon] key \"host\" is set in both {}:2 and {}:3: set it in one file only",
+                main_path(dir.path()).display(),
+                drop_in(dir.path(), "host.toml").display()
+            )
+        );
+    }
+
+    #[test]
+    fn every_file_reports_its_errors_after_a_syntax_error_in_another() {
+        let (dir, result) = load_files(
+            "[services.a]\nexec = [\"/bin/a\"\n",
+            &[
+                (
+                    "b.toml",
+                    "[services.b]\nexec = []\nafter = [\"a\", \"maybe-in-broken-file\"]\n",
+                ),
+                (
+                    "c.toml",
+                    "[services.c]\nexec = [\"/bin/c\"]\nrestart = \"never\"\n",
+                ),
+            ],
+        );
+        let errors = result.unwrap_err();
+        let places: Vec<(PathBuf, usize)> =
+            errors.iter().map(|e| (e.file.clone(), e.line)).collect();
+        // The unknown `after` names are not reported: they may be defined in the broken file.
+        assert_eq!(
+            places,
+            [
+                (main_path(dir.path()), 2),
+                (drop_in(dir.path(), "b.toml"), 2),
+                (drop_in(dir.path(), "c.toml"), 3),
+            ],
+            "{errors}"
+        );
+        assert!(errors.0[0].message.starts_with("invalid TOML"));
+    }
+
+    #[test]
+    fn cycles_are_found_across_files() {
+        let (dir, result) = load_files(
+            "[services.a]\nexec = [\"/bin/a\"]\nafter = [\"b\"]\n",
+            &[(
+                "b.toml",
+                "[services.b]\nexec = [\"/bin/b\"]\nafter = [\"a\"]\n",
+            )],
+        );
+        let shown = result.unwrap_err().to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "{}:3:10: dependency cycle: a -> b -> a",
+                drop_in(dir.path(), "b.toml").display()
+            )),
+            "{shown}"
+        );
+    }
+}

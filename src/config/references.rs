@@ -129,3 +129,110 @@ fn check_cycles(merged: &Merged, errors: &mut Vec<ConfigError>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{FILE, errors, only_error, parse};
+
+    fn service(name: &str, after: &[&str]) -> String {
+        format!("[services.{name}]\nexec = [\"/bin/{name}\"]\nafter = {after:?}\n")
+    }
+
+    #[test]
+    fn after_must_name_services() {
+        let text = service("a", &["b", "nosuch"]) + &service("b", &[]);
+        assert_eq!(
+            only_error(&text),
+            format!(
+                "{FILE}:3:15: service \"a\": \"after\" names \"nosuch\", which is not a service \
+                 defined in any file"
+            )
+        );
+        let config = parse(&(service("a", &["b"]) + &service("b", &[]))).unwrap();
+        assert_eq!(config.services["a"].after, ["b"]);
+    }
+
+    #[test]
+    fn group_must_name_a_group() {
+        let text = "[services.a]\nexec = [\"/bin/a\"]\ngroup = \"storage\"\n";
+        let shown = only_error(text);
+        assert!(shown.starts_with(&format!(
+            "{FILE}:3:9: service \"a\": \"group\" names \"storage\", which is not a group defined in any file"
+        )), "{shown}");
+        let config = parse(&format!("{text}[groups.storage]\npeer = \"n\"\n")).unwrap();
+        assert_eq!(config.services["a"].group.as_deref(), Some("storage"));
+    }
+
+    #[test]
+    fn two_services_after_each_other_are_a_cycle() {
+        let text = service("a", &["b"]) + &service("b", &["a"]);
+        let shown = only_error(&text);
+        // Reported at the entry that closes the loop: b's `after = ["a"]`.
+        assert!(
+            shown.starts_with(&format!("{FILE}:6:10: dependency cycle: a -> b -> a (")),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_service_after_itself_is_a_cycle() {
+        let shown = only_error(&service("a", &["a"]));
+        assert!(
+            shown.starts_with(&format!("{FILE}:3:10: dependency cycle: a -> a (")),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn longer_cycles_are_reported_with_their_whole_path() {
+        let text = service("a", &["b"])
+            + &service("b", &["c"])
+            + &service("c", &["d"])
+            + &service("d", &["b"]);
+        let shown = only_error(&text);
+        assert!(
+            shown.contains(": dependency cycle: b -> c -> d -> b ("),
+            "{shown}"
+        );
+        assert!(shown.starts_with(&format!("{FILE}:12:10:")), "{shown}");
+    }
+
+    #[test]
+    fn separate_cycles_are_each_reported() {
+        let text = service("a", &["b"])
+            + &service("b", &["a"])
+            + &service("x", &["y"])
+            + &service("y", &["x"]);
+        let messages: Vec<String> = errors(&text).into_iter().map(|e| e.message).collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(messages[0].starts_with("dependency cycle: a -> b -> a"));
+        assert!(messages[1].starts_with("dependency cycle: x -> y -> x"));
+    }
+
+    #[test]
+    fn shared_dependencies_are_not_cycles() {
+        // A diamond: d is reached twice, but nothing loops.
+        let text = service("a", &["b", "c"])
+            + &service("b", &["d"])
+            + &service("c", &["d"])
+            + &service("d", &[]);
+        assert!(parse(&text).is_ok());
+    }
+
+    #[test]
+    fn regression_long_after_chain_does_not_overflow_the_stack() {
+        // The walk is iterative; a recursive one would need a frame per service.
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text += &service(&format!("s{i}"), &[&format!("s{}", i + 1)]);
+        }
+        text += &service("s20000", &["s0"]);
+        let shown = only_error(&text);
+        assert!(
+            shown.contains(": dependency cycle: s0 -> s1 -> "),
+            "{}",
+            &shown[..200]
+        );
+        assert!(shown.contains(" -> s20000 -> s0 ("));
+    }
+}
