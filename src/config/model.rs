@@ -1,5 +1,5 @@
 //! The validated configuration: what the supervisor, the transition diff and the D-Bus
-//! layer see. Nothing here can be invalid — `config::parse` builds these types only after
+//! layer see. Nothing here can be invalid — `config::load` builds these types only after
 //! every check passed, so consumers never re-validate (STYLE rule 8).
 //!
 //! Source locations are deliberately absent: they matter only for error messages, which are
