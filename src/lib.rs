@@ -1,9 +1,15 @@
 //! corral: a service supervisor that publishes every daemon it runs on the D-Bus system bus.
 
+pub mod bus;
 pub mod config;
+pub mod daemon;
 pub mod error;
+pub mod logging;
+pub mod manager_status;
 pub mod names;
 pub mod process;
+pub mod reload;
 pub mod service_notify;
 pub mod supervisor;
+pub mod systemd;
 pub mod transitions;

@@ -49,7 +49,11 @@ pub async fn authorize(connection: &Connection, header: &Header<'_>, action: Act
         ))
     };
     let subject = Subject::new_for_message_header(header).map_err(|err| denied(err.to_string()))?;
-    let flags = if header.primary().flags().contains(Flags::ALLOW_INTERACTIVE_AUTH) {
+    let flags = if header
+        .primary()
+        .flags()
+        .contains(Flags::ALLOW_INTERACTIVE_AUTH)
+    {
         CheckAuthorizationFlags::ALLOW_USER_INTERACTION
     } else {
         CheckAuthorizationFlags::empty()

@@ -72,7 +72,10 @@ mod tests {
         ];
         for (err, name) in cases {
             let bus = BusError::from(err);
-            assert_eq!(bus.name().as_str(), format!("org.corral.Corral1.Error.{name}"));
+            assert_eq!(
+                bus.name().as_str(),
+                format!("org.corral.Corral1.Error.{name}")
+            );
         }
     }
 }

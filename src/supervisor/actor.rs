@@ -185,13 +185,13 @@ impl Supervisor {
                 served,
                 reply,
             } => {
-                let unit = self
-                    .units
-                    .entry(name.clone())
-                    .or_insert_with(|| Unit::new(name, spec, served));
-                self.summary.add(unit.published.active);
-                let _ = reply.send(unit.status_tx.subscribe());
-                self.summary_tx.send_replace(self.summary.clone());
+                if !self.units.contains_key(&name) {
+                    let unit = Unit::new(name.clone(), spec, served);
+                    self.summary.add(unit.published.active);
+                    self.summary_tx.send_replace(self.summary.clone());
+                    self.units.insert(name, unit);
+                }
+                let _ = reply.send(());
             }
             Command::Redefine { name, spec, reply } => {
                 if let Some(unit) = self.units.get_mut(&name) {
@@ -227,6 +227,9 @@ impl Supervisor {
                     self.undefine(&name);
                 }
                 let _ = reply.send(());
+            }
+            Command::Subscribe(name, reply) => {
+                let _ = reply.send(self.units.get(&name).map(|u| u.status_tx.subscribe()));
             }
             Command::SetOnline(name, online) => {
                 if let Some(unit) = self.units.get_mut(&name) {
@@ -342,7 +345,10 @@ impl Supervisor {
             self.summary.add(snapshot.active);
             self.summary_tx.send_replace(self.summary.clone());
         }
-        let snapshot: Arc<ServiceStatus> = Arc::new(snapshot);
+        let snapshot = Arc::new(ServiceStatus {
+            version: unit.published.version + 1,
+            ..snapshot
+        });
         unit.published = snapshot.clone();
         unit.status_tx.send_replace(snapshot.clone());
         self.settings.events.send(Event::Service(snapshot));

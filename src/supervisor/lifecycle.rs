@@ -117,14 +117,14 @@ impl Supervisor {
             self.settle_start(name, Err(err));
             return self.publish(name);
         }
-        if let Some(pid) = spec
+        let running = spec
             .pidfile
             .as_deref()
-            .and_then(|p| pidfile::adoptable(p, &spec.exec))
+            .and_then(|p| pidfile::adoptable(p, &spec.exec));
+        if let Some(pid) = running
+            && self.adopt(name, run_id, pid, now)
         {
-            if self.adopt(name, run_id, pid, now) {
-                return;
-            }
+            return;
         }
         let notify = if spec.service_type == ServiceType::Notify {
             let dir = self.settings.runtime_dir.join("notify");

@@ -13,6 +13,7 @@ mod actor;
 mod batch;
 pub mod event;
 mod lifecycle;
+mod listener;
 pub mod status;
 mod unit;
 
@@ -24,6 +25,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use event::{Event, EventReceiver, EventSender};
+pub use listener::SupervisorListener;
 pub use status::{ActiveState, ServiceStatus, SubState, Summary};
 
 use crate::config::{Group, Service};
@@ -76,8 +78,12 @@ pub(crate) enum Command {
         name: String,
         spec: Service,
         served: bool,
-        reply: oneshot::Sender<watch::Receiver<Arc<ServiceStatus>>>,
+        reply: oneshot::Sender<()>,
     },
+    Subscribe(
+        String,
+        oneshot::Sender<Option<watch::Receiver<Arc<ServiceStatus>>>>,
+    ),
     Redefine {
         name: String,
         spec: Service,
@@ -203,20 +209,22 @@ impl Handle {
         .await;
     }
 
-    /// Creates the unit of a new service and returns the status its D-Bus object reads.
-    pub async fn define(
-        &self,
-        name: &str,
-        spec: Service,
-        served: bool,
-    ) -> Option<watch::Receiver<Arc<ServiceStatus>>> {
+    /// Creates the unit of a new service (inactive).
+    pub async fn define(&self, name: &str, spec: Service, served: bool) {
         self.ask(|reply| Command::Define {
             name: name.to_owned(),
             spec,
             served,
             reply,
         })
-        .await
+        .await;
+    }
+
+    /// The published status of `name`, for its D-Bus object to read.
+    pub async fn subscribe(&self, name: &str) -> Option<watch::Receiver<Arc<ServiceStatus>>> {
+        self.ask(|reply| Command::Subscribe(name.to_owned(), reply))
+            .await
+            .flatten()
     }
 
     /// Replaces a service's definition; a running process keeps running.

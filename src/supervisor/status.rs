@@ -76,6 +76,9 @@ impl SubState {
 /// Everything the `org.corral.Corral1.Service` properties show about one service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceStatus {
+    /// Publication counter: bumped each time the supervisor publishes a new snapshot, so the
+    /// publisher can tell a stale queued snapshot from a newer one.
+    pub version: u64,
     pub name: String,
     pub group: String,
     pub description: String,

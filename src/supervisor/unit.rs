@@ -231,6 +231,7 @@ impl Unit {
         };
         let spec = &self.spec;
         ServiceStatus {
+            version: self.published.version,
             name: self.name.clone(),
             group: spec.group.clone().unwrap_or_default(),
             description: spec.description.clone(),
@@ -254,6 +255,7 @@ impl Unit {
 
 fn placeholder_status() -> ServiceStatus {
     ServiceStatus {
+        version: 0,
         name: String::new(),
         group: String::new(),
         description: String::new(),

@@ -1,0 +1,189 @@
+//! The `org.corral.Corral1.Manager` object: listing and looking up services, starting and
+//! stopping them by name, reloading, and the transition and state-change signals (emitted
+//! by the publisher through the signal functions declared here).
+
+use tokio::sync::watch;
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{Connection, OwnedObjectPath, interface};
+
+use super::access::{Action, authorize};
+use super::errors::BusError;
+use crate::manager_status::ManagerStatus;
+use crate::names::service_path;
+use crate::reload::ReloadHandle;
+use crate::supervisor::Handle;
+
+/// The manager object; cheap handles only.
+pub struct ManagerObject {
+    supervisor: Handle,
+    reloader: ReloadHandle,
+    status: watch::Receiver<ManagerStatus>,
+}
+
+impl ManagerObject {
+    pub fn new(
+        supervisor: Handle,
+        reloader: ReloadHandle,
+        status: watch::Receiver<ManagerStatus>,
+    ) -> ManagerObject {
+        ManagerObject {
+            supervisor,
+            reloader,
+            status,
+        }
+    }
+}
+
+/// A row of `ListServices`: name, group, active state, sub state, main PID, object path.
+pub type ServiceRow = (String, String, String, String, u32, OwnedObjectPath);
+
+#[interface(name = "org.corral.Corral1.Manager")]
+impl ManagerObject {
+    /// Every service, in name order.
+    async fn list_services(&self) -> Vec<ServiceRow> {
+        self.supervisor
+            .list()
+            .await
+            .into_iter()
+            .map(|s| {
+                let path = OwnedObjectPath::try_from(service_path(&s.name))
+                    .expect("escaped labels make valid paths");
+                (
+                    s.name,
+                    s.group,
+                    s.active_state.to_owned(),
+                    s.sub_state.to_owned(),
+                    s.main_pid,
+                    path,
+                )
+            })
+            .collect()
+    }
+
+    /// The object path of the service called `name`.
+    async fn get_service(&self, name: &str) -> Result<OwnedObjectPath, BusError> {
+        self.supervisor.exists(name).await?;
+        Ok(OwnedObjectPath::try_from(service_path(name)).expect("escaped labels make valid paths"))
+    }
+
+    async fn start_service(
+        &self,
+        name: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.start(name).await?)
+    }
+
+    async fn stop_service(
+        &self,
+        name: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.stop(name).await?)
+    }
+
+    async fn restart_service(
+        &self,
+        name: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.restart(name).await?)
+    }
+
+    /// Re-reads the configuration and applies it; returns the transitions as (kind, subject).
+    async fn reload(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<(String, String)>, BusError> {
+        authorize(connection, &header, Action::Reload).await?;
+        let transitions = self.reloader.reload().await?;
+        Ok(transitions
+            .iter()
+            .map(|t| (t.kind().to_owned(), t.subject()))
+            .collect())
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_owned()
+    }
+
+    #[zbus(property)]
+    fn host(&self) -> String {
+        self.status.borrow().host.clone()
+    }
+
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.status.borrow().state.as_str().to_owned()
+    }
+
+    #[zbus(property)]
+    fn config_generation(&self) -> u64 {
+        self.status.borrow().generation
+    }
+
+    #[zbus(signal)]
+    pub async fn group_created(
+        emitter: &SignalEmitter<'_>,
+        group: &str,
+        peer: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn group_moved(
+        emitter: &SignalEmitter<'_>,
+        group: &str,
+        peer: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn group_destroyed(emitter: &SignalEmitter<'_>, group: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_created(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        group: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_changed(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_moved(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        group: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_destroyed(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_served(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_to_be_unserved(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_unserved(emitter: &SignalEmitter<'_>, name: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn reload_started(emitter: &SignalEmitter<'_>, generation: u64) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn reload_finished(
+        emitter: &SignalEmitter<'_>,
+        generation: u64,
+        ok: bool,
+        error: &str,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    pub async fn service_state_changed(
+        emitter: &SignalEmitter<'_>,
+        name: &str,
+        active_state: &str,
+        sub_state: &str,
+    ) -> zbus::Result<()>;
+}

@@ -1,0 +1,192 @@
+//! The `org.corral.Corral1.Service` object of one service: a thin adapter. Methods check
+//! access and forward to the supervisor; properties read the status the supervisor
+//! publishes in a `watch`, so a property read never waits on the supervisor task.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use super::access::{Action, authorize};
+use super::errors::BusError;
+use crate::process::signal::from_number;
+use crate::supervisor::{Handle, ServiceStatus};
+
+/// One exported service object.
+pub struct ServiceObject {
+    name: String,
+    supervisor: Handle,
+    status: watch::Receiver<Arc<ServiceStatus>>,
+}
+
+impl ServiceObject {
+    pub fn new(
+        name: String,
+        supervisor: Handle,
+        status: watch::Receiver<Arc<ServiceStatus>>,
+    ) -> ServiceObject {
+        ServiceObject {
+            name,
+            supervisor,
+            status,
+        }
+    }
+
+    fn status(&self) -> Arc<ServiceStatus> {
+        self.status.borrow().clone()
+    }
+}
+
+#[interface(name = "org.corral.Corral1.Service")]
+impl ServiceObject {
+    /// Starts the service; returns once it is running (notify: after READY=1).
+    async fn start(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.start(&self.name).await?)
+    }
+
+    /// Stops the service; returns once its process is gone.
+    async fn stop(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.stop(&self.name).await?)
+    }
+
+    async fn restart(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.restart(&self.name).await?)
+    }
+
+    /// SIGSTOP to the whole process group.
+    async fn pause(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.pause(&self.name).await?)
+    }
+
+    /// SIGCONT to the whole process group.
+    async fn resume(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.resume(&self.name).await?)
+    }
+
+    /// Sends `signal` (a number, e.g. 1 for SIGHUP) to the whole process group.
+    async fn kill(
+        &self,
+        signal: i32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        let signal = from_number(signal).ok_or_else(|| {
+            BusError::InvalidArgs(format!(
+                "{signal} is not a signal number; use e.g. 1 (SIGHUP), 9 (SIGKILL) or 15 (SIGTERM)"
+            ))
+        })?;
+        Ok(self.supervisor.kill(&self.name, signal).await?)
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    #[zbus(property)]
+    fn group(&self) -> String {
+        self.status().group.clone()
+    }
+
+    #[zbus(property)]
+    fn description(&self) -> String {
+        self.status().description.clone()
+    }
+
+    #[zbus(property)]
+    fn active_state(&self) -> String {
+        self.status().active.as_str().to_owned()
+    }
+
+    #[zbus(property)]
+    fn sub_state(&self) -> String {
+        self.status().sub.as_str().to_owned()
+    }
+
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> u32 {
+        self.status().main_pid
+    }
+
+    #[zbus(property)]
+    fn online(&self) -> bool {
+        self.status().online
+    }
+
+    #[zbus(property)]
+    fn served(&self) -> bool {
+        self.status().served
+    }
+
+    #[zbus(property, name = "NRestarts")]
+    fn n_restarts(&self) -> u32 {
+        self.status().n_restarts
+    }
+
+    #[zbus(property)]
+    fn exec_main_status(&self) -> i32 {
+        self.status().exec_main_status
+    }
+
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.status().last_error.clone()
+    }
+
+    #[zbus(property)]
+    fn status_text(&self) -> String {
+        self.status().status_text.clone()
+    }
+
+    #[zbus(property)]
+    fn state_change_timestamp(&self) -> u64 {
+        self.status().state_change_timestamp
+    }
+
+    #[zbus(property)]
+    fn methods(&self) -> Vec<String> {
+        self.status().methods.clone()
+    }
+
+    #[zbus(property)]
+    fn recipes(&self) -> Vec<String> {
+        self.status().recipes.clone()
+    }
+
+    #[zbus(property)]
+    fn active_jobs(&self) -> u32 {
+        self.status().active_jobs
+    }
+
+    #[zbus(property)]
+    fn queued_jobs(&self) -> u32 {
+        self.status().queued_jobs
+    }
+}

@@ -1,0 +1,217 @@
+//! `corrald` as a library function: [`run`] takes everything it needs injected (config
+//! source, bus, runtime dir, output routing, notify socket, shutdown token), so tests can
+//! run it in-process as well as the real binary.
+//!
+//! Life: read and validate the configuration → own the bus name → `Up` (every served
+//! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
+//! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
+use crate::config::{self, ConfigErrors, ConfigSource};
+use crate::manager_status::{DaemonState, ManagerStatus};
+use crate::names::BUS_NAME;
+use crate::process::OutputMode;
+use crate::reload::{self, Loader};
+use crate::supervisor::{self, Event, SupervisorListener};
+use crate::systemd::Notifier;
+use crate::transitions::Applier;
+
+/// Everything `run` needs from outside.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config: ConfigSource,
+    pub bus: BusAddress,
+    /// Sockets live here (`/run/corral`).
+    pub runtime_dir: PathBuf,
+    pub output: OutputMode,
+    /// Where to send corrald's own sd_notify messages.
+    pub notifier: Notifier,
+    /// Ping systemd's watchdog at half this interval.
+    pub watchdog: Option<Duration>,
+}
+
+/// Why corrald could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("invalid configuration:\n{0}")]
+    Config(ConfigErrors),
+    #[error("cannot create the runtime directory {path}: {source}")]
+    RuntimeDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
+    )]
+    Bus(zbus::Error),
+}
+
+/// Runs corrald until `shutdown` is cancelled; returns once every service is stopped.
+pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let source = options.config.clone();
+    let loader: Loader = Arc::new(move || config::load(&source));
+    let initial = {
+        let loader = loader.clone();
+        tokio::task::spawn_blocking(move || loader())
+            .await
+            .expect("the config loader does not panic")
+            .map_err(DaemonError::Config)?
+    };
+    std::fs::create_dir_all(&options.runtime_dir).map_err(|source| DaemonError::RuntimeDir {
+        path: options.runtime_dir.clone(),
+        source,
+    })?;
+
+    let (events, event_stream) = supervisor::event::channel();
+    let supervisor = supervisor::spawn(supervisor::Settings {
+        runtime_dir: options.runtime_dir.clone(),
+        output: options.output.clone(),
+        events: events.clone(),
+    });
+    let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
+        state: DaemonState::Starting,
+        host: initial.daemon.host.clone(),
+        generation: 0,
+    });
+    let mut applier = Applier::new(
+        &initial.daemon.host,
+        supervisor.clone(),
+        events.clone(),
+        manager_tx.clone(),
+    );
+    // Registration order: the supervisor first, so units exist before their objects are
+    // exported and outlive them on removal.
+    applier.register(Box::new(SupervisorListener(supervisor.clone())));
+    applier.register(Box::new(ObjectsListener {
+        supervisor: supervisor.clone(),
+        events: events.clone(),
+    }));
+
+    // The reloader task starts after `Up`; until then its requests wait in the channel.
+    let (reloader, reload_task) = reload::channel();
+    let manager = ManagerObject::new(supervisor.clone(), reloader.clone(), manager_rx.clone());
+    let connection = bus::connect(&options.bus, manager)
+        .await
+        .map_err(DaemonError::Bus)?;
+    tracing::info!("serving {BUS_NAME} as {:?}", connection.unique_name());
+    let publisher = tokio::spawn(bus::publisher::run(
+        connection.clone(),
+        event_stream,
+        supervisor.clone(),
+        manager_rx,
+    ));
+
+    let transitions = applier.apply(initial).await;
+    manager_tx.send_modify(|m| m.state = DaemonState::Running);
+    events.send(Event::Manager);
+    tracing::info!(
+        "up: {} transitions; {}",
+        transitions.len(),
+        *supervisor.summary().borrow()
+    );
+    options
+        .notifier
+        .status(&supervisor.summary().borrow().to_string());
+    options.notifier.ready();
+
+    reload_task.start(applier, loader, options.notifier.clone());
+    let background = CancellationToken::new();
+    tokio::spawn(report_status(
+        supervisor.clone(),
+        options.notifier.clone(),
+        background.clone(),
+    ));
+    if let Some(interval) = options.watchdog {
+        tokio::spawn(watchdog(
+            supervisor.clone(),
+            options.notifier.clone(),
+            interval,
+            background.clone(),
+        ));
+    }
+    let mut hangups = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = recv_hangup(&mut hangups) => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                reloader.reload_in_background();
+            }
+        }
+    }
+
+    tracing::info!("shutting down: stopping every service");
+    manager_tx.send_modify(|m| m.state = DaemonState::Stopping);
+    events.send(Event::Manager);
+    options.notifier.stopping();
+    reloader.shutdown().await;
+    background.cancel();
+    events.flush().await;
+    let _ = connection.release_name(BUS_NAME).await;
+    drop(events);
+    publisher.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn recv_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hangups {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps corrald's `STATUS=` current ("5 services: 4 active, 1 failed"). Changes are
+/// coalesced over 50 ms, so a thousand services starting send a handful of datagrams.
+async fn report_status(
+    supervisor: supervisor::Handle,
+    notifier: Notifier,
+    stop: CancellationToken,
+) {
+    if !notifier.is_enabled() {
+        return;
+    }
+    let mut summary = supervisor.summary();
+    let mut sent = summary.borrow().to_string();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = summary.changed() => if changed.is_err() { return },
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = summary.borrow_and_update().to_string();
+        if now != sent {
+            notifier.status(&now);
+            sent = now;
+        }
+    }
+}
+
+/// Pings systemd's watchdog while the supervisor task answers: a corrald whose core is
+/// stuck (or stopped with SIGSTOP) stops pinging and systemd restarts it.
+async fn watchdog(
+    supervisor: supervisor::Handle,
+    notifier: Notifier,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if supervisor.ping().await {
+                    notifier.watchdog();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The reloader: one task that owns the [`Applier`] and carries out reload and shutdown
+//! requests one at a time, so concurrent reloads (D-Bus, SIGHUP, corralctl) are serialised.
+//! The new configuration is read and validated before anything changes; an invalid one is
+//! refused whole.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, ConfigErrors};
+use crate::error::{CommandError, CommandResult};
+use crate::systemd::Notifier;
+use crate::transitions::{Applier, Transition};
+
+/// Reads and validates the configuration (file I/O; run on a blocking thread).
+pub type Loader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+enum Request {
+    Reload(Option<oneshot::Sender<CommandResult<Vec<Transition>>>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A cheap handle on the reloader task.
+#[derive(Clone)]
+pub struct ReloadHandle(mpsc::Sender<Request>);
+
+/// The reloader's task, before it is started: requests sent meanwhile wait.
+pub struct ReloadTask(mpsc::Receiver<Request>);
+
+/// A handle and its (not yet started) task. The handle exists first because the D-Bus
+/// manager object needs it before the applier has brought the services up.
+pub fn channel() -> (ReloadHandle, ReloadTask) {
+    let (tx, rx) = mpsc::channel(16);
+    (ReloadHandle(tx), ReloadTask(rx))
+}
+
+impl ReloadTask {
+    /// Starts serving requests with `applier`.
+    pub fn start(self, applier: Applier, loader: Loader, notifier: Notifier) {
+        tokio::spawn(run(applier, loader, notifier, self.0));
+    }
+}
+
+impl ReloadHandle {
+    /// Reloads and returns the transitions applied, or `InvalidConfig` with every problem.
+    pub async fn reload(&self) -> CommandResult<Vec<Transition>> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Request::Reload(Some(tx)))
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        rx.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// Reloads without waiting (SIGHUP); the outcome is logged and signalled.
+    pub fn reload_in_background(&self) {
+        let _ = self.0.try_send(Request::Reload(None));
+    }
+
+    /// Applies the empty configuration (`Down`): every service stopped in reverse
+    /// dependency order and its object removed. Returns when done.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(Request::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(
+    mut applier: Applier,
+    loader: Loader,
+    notifier: Notifier,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    while let Some(request) = requests.recv().await {
+        match request {
+            Request::Reload(reply) => {
+                // systemd's notify-reload protocol: RELOADING=1 with the time, then READY=1.
+                notifier.reloading();
+                let result = reload(&mut applier, &loader).await;
+                notifier.ready();
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Request::Shutdown(reply) => {
+                let host = applier.current().daemon.host.clone();
+                let transitions = applier.apply(Config::empty(host)).await;
+                tracing::info!("all services stopped ({} transitions)", transitions.len());
+                let _ = reply.send(());
+                break;
+            }
+        }
+    }
+}
+
+async fn reload(applier: &mut Applier, loader: &Loader) -> CommandResult<Vec<Transition>> {
+    let loader = loader.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader())
+        .await
+        .map_err(|err| {
+            CommandError::InvalidConfig(format!("reading the configuration failed: {err}"))
+        })?;
+    match loaded {
+        Ok(config) => {
+            let transitions = applier.apply(config).await;
+            tracing::info!(
+                generation = applier.generation(),
+                "reloaded: {} transitions",
+                transitions.len()
+            );
+            Ok(transitions)
+        }
+        Err(errors) => {
+            let message =
+                format!("the new configuration is invalid; nothing was changed:\n{errors}");
+            tracing::error!("{message}");
+            applier.reject(&message).await;
+            Err(CommandError::InvalidConfig(message))
+        }
+    }
+}

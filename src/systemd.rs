@@ -1,0 +1,124 @@
+//! corrald's own integration with systemd: `sd_notify` messages to the socket systemd gave
+//! us (READY, RELOADING, STOPPING, STATUS, WATCHDOG). The socket path is injected, so tests
+//! can listen on one of their own.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+/// Sends sd_notify messages; does nothing without a socket (not started by systemd).
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    socket: Option<PathBuf>,
+}
+
+impl Notifier {
+    pub fn new(socket: Option<PathBuf>) -> Notifier {
+        Notifier { socket }
+    }
+
+    /// From `NOTIFY_SOCKET`, as systemd passes it.
+    pub fn from_env() -> Notifier {
+        Notifier::new(std::env::var_os("NOTIFY_SOCKET").map(PathBuf::from))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    fn send(&self, states: &[NotifyState<'_>]) {
+        let Some(path) = &self.socket else { return };
+        let message: String = states.iter().map(|s| format!("{s}\n")).collect();
+        if let Err(err) = send_datagram(path, message.as_bytes()) {
+            tracing::warn!("cannot notify systemd at {}: {err}", path.display());
+        }
+    }
+
+    pub fn ready(&self) {
+        self.send(&[NotifyState::Ready]);
+    }
+
+    pub fn reloading(&self) {
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now]),
+            Err(_) => self.send(&[NotifyState::Reloading]),
+        }
+    }
+
+    pub fn stopping(&self) {
+        self.send(&[NotifyState::Stopping]);
+    }
+
+    pub fn status(&self, text: &str) {
+        self.send(&[NotifyState::Status(text)]);
+    }
+
+    pub fn watchdog(&self) {
+        self.send(&[NotifyState::Watchdog]);
+    }
+}
+
+/// Sends one datagram to `path`; a leading `@` names an abstract socket, as in systemd.
+fn send_datagram(path: &std::path::Path, message: &[u8]) -> std::io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::ffi::OsStrExt;
+    let socket = UnixDatagram::unbound()?;
+    let bytes = path.as_os_str().as_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        socket.send_to_addr(message, &address)
+    } else {
+        socket.send_to(message, path)
+    }
+}
+
+/// The watchdog interval systemd asks for (`WATCHDOG_USEC`, for this PID), if any.
+pub fn watchdog_from_env() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sends_to_a_real_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier::new(Some(path));
+        notifier.status("3 services: 3 active");
+        notifier.ready();
+        let mut buf = [0u8; 256];
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"STATUS=3 services: 3 active\n");
+        let n = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\n");
+    }
+
+    #[test]
+    fn reloading_carries_the_monotonic_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        Notifier::new(Some(path)).reloading();
+        let mut buf = [0u8; 256];
+        let n = listener.recv(&mut buf).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
+    }
+
+    #[test]
+    fn without_a_socket_nothing_happens() {
+        Notifier::new(None).ready();
+        assert!(!Notifier::new(None).is_enabled());
+    }
+}
