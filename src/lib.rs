@@ -1,6 +1,7 @@
 //! corral: a service supervisor that publishes every daemon it runs on the D-Bus system bus.
 
 pub mod bus;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -13,6 +13,7 @@ use corral::config::ConfigSource;
 use corral::daemon::{self, DaemonError, Options};
 use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
+use corral::process::output::JOURNAL_STDOUT;
 use corral::systemd::{Notifier, watchdog_from_env};
 
 /// Supervise daemons and publish each on the D-Bus system bus as org.corral.Corral1.
@@ -38,9 +39,20 @@ struct Args {
     /// Where corrald's own logs go.
     #[arg(long, value_enum, default_value = "auto")]
     log_target: LogTarget,
+    /// Where services' stdout/stderr go: the journal (as SYSLOG_IDENTIFIER=<service>) if
+    /// journald runs, else corrald's stderr prefixed by the service name.
+    #[arg(long, value_enum, default_value = "auto")]
+    child_output: ChildOutput,
     /// Check the configuration, print what would run, and exit.
     #[arg(long)]
     check: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ChildOutput {
+    Auto,
+    Journal,
+    Stderr,
 }
 
 fn main() -> ExitCode {
@@ -62,7 +74,11 @@ fn main() -> ExitCode {
         config,
         bus,
         runtime_dir: args.runtime_dir,
-        output: OutputMode::detect(),
+        output: match args.child_output {
+            ChildOutput::Auto => OutputMode::detect(),
+            ChildOutput::Journal => OutputMode::Journal(JOURNAL_STDOUT.into()),
+            ChildOutput::Stderr => OutputMode::Stderr,
+        },
         notifier: Notifier::from_env(),
         watchdog: watchdog_from_env(),
     };

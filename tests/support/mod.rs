@@ -1,0 +1,350 @@
+//! Test harness: real parts only. A private `dbus-daemon` with the system bus's policy and
+//! corral's policy file, the real `corrald` binary started against it with a NOTIFY_SOCKET
+//! the test listens on, zbus clients, and helpers to inspect real processes.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use corral::client::{ManagerProxy, ServiceProxy};
+use futures_util::StreamExt;
+use tempfile::TempDir;
+use zbus::Connection;
+use zbus::message::Type as MessageType;
+use zbus::{MatchRule, MessageStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A private bus with a system-bus-like (deny by default) policy.
+pub struct TestBus {
+    child: Child,
+    dir: TempDir,
+    pub address: String,
+}
+
+impl TestBus {
+    pub fn start() -> TestBus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("bus");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus/org.corral.Corral1.conf");
+        let config = include_str!("system-bus.conf.in")
+            .replace("@SOCKET@", socket.to_str().unwrap())
+            .replace("@POLICY@", policy.to_str().unwrap());
+        let config_path = dir.path().join("bus.conf");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config_path.display()))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon is installed (apt-get install dbus)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("dbus-daemon prints its address");
+        // Allow unprivileged test clients (run as `nobody`) to reach the socket.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        TestBus {
+            child,
+            dir,
+            address: line.trim().to_owned(),
+        }
+    }
+
+    /// A new client connection.
+    pub async fn connect(&self) -> Connection {
+        zbus::connection::Builder::address(self.address.as_str())
+            .build()
+            .await
+            .expect("connect to the test bus")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("bus")
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `corrald` binary.
+pub struct Corrald {
+    child: Option<tokio::process::Child>,
+    pub dir: TempDir,
+    notify: tokio::net::UnixDatagram,
+    pub bus_address: String,
+}
+
+impl Corrald {
+    /// Starts corrald with `config` (TOML text) and waits for READY=1.
+    pub async fn start(bus: &TestBus, config: &str) -> Corrald {
+        let corrald = Corrald::spawn(bus, config, &[]);
+        corrald.wait_notify("READY=1").await;
+        corrald
+    }
+
+    /// Starts corrald without waiting; `extra` are extra command-line arguments.
+    pub fn spawn(bus: &TestBus, config: &str, extra: &[&str]) -> Corrald {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("corral.toml"), config).unwrap();
+        let notify_path = dir.path().join("notify");
+        let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
+        let log = std::fs::File::create(dir.path().join("corrald.log")).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+            .arg("--config")
+            .arg(dir.path().join("corral.toml"))
+            .arg("--runtime-dir")
+            .arg(dir.path().join("run"))
+            .args([
+                "--log-target",
+                "stderr",
+                "--child-output",
+                "stderr",
+                "--log-level",
+                "debug",
+            ])
+            .args(extra)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn corrald");
+        Corrald {
+            child: Some(child),
+            dir,
+            notify,
+            bus_address: bus.address.clone(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(|c| c.id()).expect("running")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("corral.toml")
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("corrald.log")).unwrap_or_default()
+    }
+
+    /// The next sd_notify datagram corrald sends to systemd (our socket).
+    pub async fn next_notify(&self) -> String {
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, self.notify.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no sd_notify message within {PATIENCE:?}\n{}", self.log()))
+            .unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Reads sd_notify datagrams until one contains `needle`; returns all read.
+    pub async fn wait_notify(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let message = self.next_notify().await;
+            let found = message.contains(needle);
+            seen.push(message);
+            if found {
+                return seen;
+            }
+        }
+    }
+
+    /// Sends `signal` to corrald.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// SIGTERM, then waits for corrald to exit; returns its exit code.
+    pub async fn terminate(&mut self) -> Option<i32> {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit().await
+    }
+
+    pub async fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let status = tokio::time::timeout(PATIENCE, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("corrald did not exit within {PATIENCE:?}\n{}", self.log()))
+            .unwrap();
+        status.code()
+    }
+}
+
+impl Drop for Corrald {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- corrald log ----\n{}", self.log());
+        }
+        if let Some(child) = self.child.as_mut()
+            && let Some(pid) = child.id()
+        {
+            // Ask nicely so it stops its services, then make sure.
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+pub async fn manager(connection: &Connection) -> ManagerProxy<'static> {
+    ManagerProxy::builder(connection)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
+}
+
+pub async fn service(connection: &Connection, name: &str) -> ServiceProxy<'static> {
+    corral::client::service(connection, name).await.unwrap()
+}
+
+/// The D-Bus error name of a failed call, e.g. `org.corral.Corral1.Error.NoSuchService`.
+pub fn error_name(err: &zbus::Error) -> String {
+    match err {
+        zbus::Error::MethodError(name, _, _) => name.to_string(),
+        other => panic!("not a D-Bus method error: {other:?}"),
+    }
+}
+
+/// Records every signal corrald sends, in order.
+pub struct SignalRecorder {
+    stream: MessageStream,
+}
+
+/// One recorded signal: interface member and its arguments rendered as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub member: String,
+    pub path: String,
+    pub body: String,
+}
+
+impl SignalRecorder {
+    pub async fn new(connection: &Connection) -> SignalRecorder {
+        let rule = MatchRule::builder()
+            .msg_type(MessageType::Signal)
+            .sender("org.corral.Corral1")
+            .build()
+            .unwrap();
+        let stream = MessageStream::for_match_rule(rule, connection, None)
+            .await
+            .unwrap();
+        SignalRecorder { stream }
+    }
+
+    pub async fn next(&mut self) -> Recorded {
+        let message = tokio::time::timeout(PATIENCE, self.stream.next())
+            .await
+            .expect("a signal within the patience")
+            .expect("stream open")
+            .expect("valid message");
+        let header = message.header();
+        Recorded {
+            member: header.member().map(|m| m.to_string()).unwrap_or_default(),
+            path: header.path().map(|p| p.to_string()).unwrap_or_default(),
+            body: format!(
+                "{:?}",
+                message
+                    .body()
+                    .deserialize::<zbus::wire::Structure<'_>>()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Reads signals until one named `member` whose body contains `needle`; returns all.
+    pub async fn until(&mut self, member: &str, needle: &str) -> Vec<Recorded> {
+        let mut seen = Vec::new();
+        loop {
+            let signal = self.next().await;
+            let done = signal.member == member && signal.body.contains(needle);
+            seen.push(signal);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The one-letter state of a process (`S`, `T` for stopped, …).
+pub fn process_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+}
+
+/// PIDs of live processes whose command line contains `needle`.
+pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(needle) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits until `condition` holds, checking each time corrald publishes a signal. Tests use
+/// this instead of sleeping: a state change always comes with a signal.
+pub async fn wait_until<F, Fut>(recorder: &mut SignalRecorder, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            !remaining.is_zero(),
+            "condition not met within {PATIENCE:?}"
+        );
+        let _ = tokio::time::timeout(remaining, recorder.next()).await;
+    }
+}
