@@ -27,6 +27,12 @@ pub(super) enum Internal {
         run: u64,
         status: Option<ExitStatus>,
     },
+    /// After the main process exited, the rest of its process group is gone too.
+    GroupEmptied {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
     /// A forking service's launcher (the process we spawned) exited.
     LauncherExited {
         name: String,
@@ -243,6 +249,7 @@ impl Supervisor {
     fn handle_internal(&mut self, event: Internal) {
         match event {
             Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
+            Internal::GroupEmptied { name, run, status } => self.on_run_over(&name, run, status),
             Internal::LauncherExited { name, run, status } => {
                 self.on_launcher_exit(&name, run, status)
             }

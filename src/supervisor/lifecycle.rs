@@ -15,6 +15,7 @@ use super::actor::{Internal, SignalAction, Supervisor};
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::{RestartPolicy, ServiceType};
 use crate::error::{CommandError, CommandResult};
+use crate::process::group;
 use crate::process::pidfd::ProcessWatch;
 use crate::process::signal::{signal_group, signal_main};
 use crate::process::{SpawnRequest, pidfile, spawn};
@@ -311,7 +312,43 @@ impl Supervisor {
         self.publish(name);
     }
 
+    /// The main process exited. Whatever is left of its process group is killed, and the
+    /// run is over once the group is empty — so a restart never overlaps the old
+    /// processes, and `Stop` returns only when every process of the service is gone.
     pub(super) fn on_exit(&mut self, name: &str, run_id: u64, status: Option<ExitStatus>) {
+        let Some(run) = self.units.get(name).and_then(|u| u.run()) else {
+            return;
+        };
+        if run.id != run_id {
+            return;
+        }
+        let left: Vec<u32> = [run.own_group, run.main_group]
+            .into_iter()
+            .flatten()
+            .filter(|&group| group::has_members(group))
+            .collect();
+        if left.is_empty() {
+            return self.on_run_over(name, run_id, status);
+        }
+        for &group in &left {
+            let _ = signal_group(group, Signal::SIGKILL);
+        }
+        let tx = self.internal_tx.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            for group in left {
+                group::wait_empty(group).await;
+            }
+            let _ = tx.send(Internal::GroupEmptied {
+                name,
+                run: run_id,
+                status,
+            });
+        });
+    }
+
+    /// Every process of the run is gone: record the outcome and move on.
+    pub(super) fn on_run_over(&mut self, name: &str, run_id: u64, status: Option<ExitStatus>) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
@@ -329,7 +366,6 @@ impl Supervisor {
             }
         };
         run.cancel_tasks();
-        kill_leftovers(&run);
         unit.exec_main_status = status.map_or(-1, exit_code);
         let how = describe_exit(status);
         let ran_for = run.started.elapsed();
@@ -637,14 +673,6 @@ pub(super) fn signal_run(run: &Run, signal: Signal) {
             let _ = signal_main(run.main_pid, signal);
         }
         _ => {}
-    }
-}
-
-/// After the main process is gone, SIGKILL whatever is left in its process groups, so a
-/// service never leaves processes behind. Only groups: the main PID itself may be reused.
-fn kill_leftovers(run: &Run) {
-    for group in [run.own_group, run.main_group].into_iter().flatten() {
-        let _ = signal_group(group, Signal::SIGKILL);
     }
 }
 

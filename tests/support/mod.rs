@@ -198,15 +198,22 @@ impl Drop for Corrald {
         if std::thread::panicking() {
             eprintln!("---- corrald log ----\n{}", self.log());
         }
-        if let Some(child) = self.child.as_mut()
-            && let Some(pid) = child.id()
-        {
-            // Ask nicely so it stops its services, then make sure.
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let Some(pid) = child.id() else { return };
+        // Ask nicely, so corrald stops its services (SIGKILLing stubborn ones itself), and
+        // give it the time that takes before making sure.
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
         }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -313,8 +320,8 @@ pub fn process_state(pid: u32) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// PIDs of live processes whose command line contains `needle`.
-pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
+/// PIDs of live processes whose whole command line (arguments joined by spaces) is `cmdline`.
+pub fn pids_with_cmdline(cmdline: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -323,8 +330,8 @@ pub fn pids_with_cmdline(needle: &str) -> Vec<u32> {
         let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmdline.contains(needle) && alive(pid) {
+        let actual = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if actual.trim_end() == cmdline && alive(pid) {
             pids.push(pid);
         }
     }
@@ -347,4 +354,37 @@ where
         );
         let _ = tokio::time::timeout(remaining, recorder.next()).await;
     }
+}
+
+/// Waits until an operating-system condition holds (a process exists, is stopped, is
+/// gone). The kernel offers no event for these, so this checks every 10 ms; it is only for
+/// tests. Bus-visible state uses [`wait_until`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {PATIENCE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// PIDs of live processes that `exec` would start (matched like pidfile adoption does: by
+/// program file name and arguments).
+pub fn pids_running(exec: &[&str]) -> Vec<u32> {
+    let exec: Vec<String> = exec.iter().map(|s| s.to_string()).collect();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some(args) = corral::process::pidfile::cmdline(pid)
+            && corral::process::pidfile::cmdline_matches(&args, &exec)
+            && alive(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
 }
