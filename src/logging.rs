@@ -2,6 +2,7 @@
 //! journald is there, else to stderr. The level comes from `--log-level`, else `RUST_LOG`,
 //! else `info`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_subscriber::EnvFilter;

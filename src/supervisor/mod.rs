@@ -15,6 +15,8 @@ pub mod event;
 mod lifecycle;
 mod listener;
 pub mod status;
+#[cfg(test)]
+mod tests;
 mod unit;
 
 use std::collections::BTreeMap;

@@ -98,6 +98,15 @@ impl Corrald {
 
     /// Starts corrald without waiting; `extra` are extra command-line arguments.
     pub fn spawn(bus: &TestBus, config: &str, extra: &[&str]) -> Corrald {
+        Corrald::spawn_full(bus, config, extra, &[])
+    }
+
+    /// Starts corrald without waiting, with extra environment variables.
+    pub fn spawn_with_env(bus: &TestBus, config: &str, env: &[(&str, &str)]) -> Corrald {
+        Corrald::spawn_full(bus, config, &[], env)
+    }
+
+    fn spawn_full(bus: &TestBus, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Corrald {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("corral.toml"), config).unwrap();
         let notify_path = dir.path().join("notify");
@@ -120,6 +129,7 @@ impl Corrald {
             .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .kill_on_drop(true)

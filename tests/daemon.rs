@@ -1,0 +1,157 @@
+//! corrald as systemd sees it: the sd_notify protocol (READY, STATUS, RELOADING, STOPPING,
+//! WATCHDOG), start-up with a bad configuration, shutdown leaving nothing behind, and where
+//! children's output goes.
+
+mod support;
+
+use support::*;
+
+#[tokio::test]
+async fn notifies_ready_with_a_status_summary_and_stopping_on_sigterm() {
+    let bus = TestBus::start();
+    let config = r#"
+[services.a]
+exec = ["sleep", "7701"]
+[services.b]
+exec = ["sh", "-c", "sleep 7702 & sleep 7703 & wait"]
+[services.c]
+exec = ["/nonexistent/cmd"]
+restart = "no"
+"#;
+    let mut corrald = Corrald::spawn(&bus, config, &[]);
+    let before_ready = corrald.wait_notify("READY=1").await;
+    let status = before_ready
+        .iter()
+        .find(|m| m.starts_with("STATUS="))
+        .expect("a STATUS= before READY=1");
+    assert_eq!(status.trim(), "STATUS=3 services: 2 active, 1 failed");
+
+    // The bus name is owned by the time READY=1 is sent.
+    let conn = bus.connect().await;
+    assert_eq!(manager(&conn).await.list_services().await.unwrap().len(), 3);
+    let b_pids = pids_with_cmdline("sleep 7702");
+    assert_eq!(b_pids.len(), 1);
+
+    corrald.signal(nix::sys::signal::Signal::SIGTERM);
+    corrald.wait_notify("STOPPING=1").await;
+    assert_eq!(corrald.wait_exit().await, Some(0));
+    for cmd in ["sleep 7701", "sleep 7702", "sleep 7703"] {
+        assert!(pids_with_cmdline(cmd).is_empty(), "{cmd} left behind");
+    }
+}
+
+#[tokio::test]
+async fn children_never_inherit_corralds_own_notify_socket() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let config = format!(
+        "[services.envdump]\nrestart = \"no\"\nenvironment = {{ FOO = \"bar\" }}\nexec = [\"sh\", \"-c\", \"env > {}\"]\n",
+        out.display()
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    eventually("env written", || {
+        std::fs::metadata(&out).is_ok_and(|m| m.len() > 0)
+    })
+    .await;
+    let env = std::fs::read_to_string(&out).unwrap();
+    assert!(!env.contains("NOTIFY_SOCKET"), "{env}");
+    assert!(
+        !env.contains("DBUS_SYSTEM_BUS_ADDRESS"),
+        "corrald's environment leaked: {env}"
+    );
+    assert!(env.contains("FOO=bar"), "{env}");
+    assert!(env.contains("PATH=/usr/local/sbin:"), "{env}");
+}
+
+#[tokio::test]
+async fn an_invalid_config_at_startup_exits_nonzero_naming_file_and_line() {
+    let bus = TestBus::start();
+    let config = "[services.a]\nexec = [\"sleep\", \"1\"]\n\n[services.b]\nexec = []\nafter = [\"nosuch\"]\n";
+    let mut corrald = Corrald::spawn(&bus, config, &[]);
+    assert_eq!(corrald.wait_exit().await, Some(2));
+    let log = corrald.log();
+    let file = corrald.config_path().display().to_string();
+    assert!(
+        log.contains(&format!("{file}:5:")),
+        "names file and line of exec: {log}"
+    );
+    assert!(log.contains("nosuch"), "reports every problem: {log}");
+}
+
+#[tokio::test]
+async fn check_mode_validates_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[services.a]\nexec = [\"true\"]\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .args(["--check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration ok: 1 services"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[services.a]\nexec = [\"true\"]\nstop_signal = \"SIGNOPE\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .args(["--check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:3:"), "{stderr}");
+}
+
+#[tokio::test]
+async fn without_journald_child_output_is_prefixed_on_stderr() {
+    let bus = TestBus::start();
+    let config = "[services.talker]\nrestart = \"no\"\nexec = [\"sh\", \"-c\", \"echo hello out; echo hello err >&2\"]\n";
+    let corrald = Corrald::start(&bus, config).await;
+    let conn = bus.connect().await;
+    let talker = service(&conn, "talker").await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        talker.active_state().await.unwrap() == "inactive"
+    })
+    .await;
+    eventually("output copied", || corrald.log().contains("hello err")).await;
+    let log = corrald.log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("talker[") && l.ends_with("]: hello out")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("talker[") && l.ends_with("]: hello err")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn pings_the_watchdog_while_its_core_answers() {
+    let bus = TestBus::start();
+    let corrald = {
+        // WATCHDOG_USEC is read from the environment, as systemd passes it.
+        let c = Corrald::spawn_with_env(&bus, "", &[("WATCHDOG_USEC", "200000")]);
+        c.wait_notify("READY=1").await;
+        c
+    };
+    let mut pings = 0;
+    while pings < 3 {
+        if corrald.next_notify().await.contains("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+    // A stopped corrald stops pinging: that is what lets systemd restart a hung one.
+    corrald.signal(nix::sys::signal::Signal::SIGSTOP);
+    let silent =
+        tokio::time::timeout(std::time::Duration::from_millis(400), corrald.next_notify()).await;
+    corrald.signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(silent.is_err(), "no ping while stopped: {silent:?}");
+}
