@@ -53,7 +53,11 @@ pub fn init(target: LogTarget, level: Option<&str>, identifier: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_target(false),
+                .with_target(false)
+                // Colours only on a terminal: escape codes in a log file help nobody.
+                .with_ansi(
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ),
         )
         .init();
 }
