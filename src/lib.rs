@@ -3,6 +3,7 @@
 pub mod bus;
 pub mod client;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod logging;

@@ -1,0 +1,70 @@
+//! `corralctl`'s command line. Kept in the library so the packaging can generate shell
+//! completions and man pages from the same definition.
+
+use clap::{Parser, Subcommand};
+
+/// Control corral, the D-Bus service supervisor (talks to corrald on the system bus).
+#[derive(Parser, Debug)]
+#[command(name = "corralctl", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Use the session bus (for a corrald started with --session).
+    #[arg(long, global = true, conflicts_with = "bus_address")]
+    pub session: bool,
+    /// Connect to this bus address instead of the system bus.
+    #[arg(long, global = true, value_name = "ADDRESS")]
+    pub bus_address: Option<String>,
+    /// Machine-readable output (one JSON document, or one JSON object per line for monitor).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Never colour the output (also: NO_COLOR in the environment).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every service with its state (a table, like `systemctl list-units`).
+    List,
+    /// Show corrald's state, or the details of the named services. Exits 3 if a named
+    /// service is not active (like systemctl).
+    Status { names: Vec<String> },
+    /// Start services; returns once they run (notify: after READY=1).
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop services; returns once their processes are gone.
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Restart services.
+    Restart {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Pause services (SIGSTOP to the process group).
+    Pause {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Resume paused services (SIGCONT).
+    Resume {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to services' process groups.
+    Kill {
+        /// Signal name or number.
+        #[arg(long, short, default_value = "SIGTERM")]
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Re-read the configuration and apply it; prints the transitions applied.
+    Reload,
+    /// Print every corral signal (transitions, state and property changes) as it happens.
+    Monitor,
+}
