@@ -27,7 +27,7 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
         Command::Pause { names } => each(cx, &names, Verb::Pause).await,
         Command::Resume { names } => each(cx, &names, Verb::Resume).await,
         Command::Kill { signal, names } => {
-            let number = parse_signal(&signal).map_err(|e| zbus::Error::Failure(e))?;
+            let number = parse_signal(&signal).map_err(zbus::Error::Failure)?;
             each(cx, &names, Verb::Kill(number)).await
         }
         Command::Reload => reload(cx).await,
