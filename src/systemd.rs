@@ -65,6 +65,9 @@ fn send_datagram(path: &std::path::Path, message: &[u8]) -> std::io::Result<usiz
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     let socket = UnixDatagram::unbound()?;
+    // Never wait on the receiver: a service manager that does not read its socket must not
+    // stall corrald. A full queue fails with EAGAIN and the message is dropped (logged).
+    socket.set_nonblocking(true)?;
     let bytes = path.as_os_str().as_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
@@ -114,6 +117,18 @@ mod tests {
         let n = listener.recv(&mut buf).unwrap();
         let text = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(text.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{text}");
+    }
+
+    #[test]
+    fn a_receiver_that_never_reads_does_not_block_us() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let _listener = UnixDatagram::bind(&path).unwrap();
+        let notifier = Notifier::new(Some(path));
+        // Far more than a datagram queue holds; each send returns at once.
+        for _ in 0..10_000 {
+            notifier.status("filling the queue of a receiver that never reads");
+        }
     }
 
     #[test]

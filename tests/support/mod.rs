@@ -63,6 +63,8 @@ impl TestBus {
     /// A new client connection.
     pub async fn connect(&self) -> Connection {
         zbus::connection::Builder::address(self.address.as_str())
+            // A call that hangs fails the test instead of stalling the suite.
+            .method_timeout(PATIENCE)
             .build()
             .await
             .expect("connect to the test bus")
@@ -252,12 +254,25 @@ pub struct SignalRecorder {
     stream: MessageStream,
 }
 
-/// One recorded signal: interface member and its arguments rendered as text.
+/// One recorded signal: its member, path and arguments (as JSON values, and as one text
+/// to search in).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
     pub member: String,
     pub path: String,
+    pub args: Vec<serde_json::Value>,
     pub body: String,
+}
+
+impl Recorded {
+    /// The first argument as text (a name, or a generation number).
+    pub fn first(&self) -> String {
+        match self.args.first() {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    }
 }
 
 impl SignalRecorder {
@@ -280,17 +295,20 @@ impl SignalRecorder {
             .expect("stream open")
             .expect("valid message");
         let header = message.header();
+        let args: Vec<serde_json::Value> =
+            match message.body().deserialize::<zbus::wire::Structure<'_>>() {
+                Ok(body) => body
+                    .fields()
+                    .iter()
+                    .map(corral::ctl::monitor::to_json)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
         Recorded {
             member: header.member().map(|m| m.to_string()).unwrap_or_default(),
             path: header.path().map(|p| p.to_string()).unwrap_or_default(),
-            body: format!(
-                "{:?}",
-                message
-                    .body()
-                    .deserialize::<zbus::wire::Structure<'_>>()
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            ),
+            body: serde_json::Value::Array(args.clone()).to_string(),
+            args,
         }
     }
 
