@@ -18,6 +18,7 @@ pub trait Manager {
     fn stop_service(&self, name: &str) -> zbus::Result<()>;
     fn restart_service(&self, name: &str) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<Vec<(String, String)>>;
+    fn call(&self, service: &str, method: &str, args: &[String]) -> zbus::Result<String>;
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -51,6 +52,7 @@ pub trait Service {
     fn pause(&self) -> zbus::Result<()>;
     fn resume(&self) -> zbus::Result<()>;
     fn kill(&self, signal: i32) -> zbus::Result<()>;
+    fn call(&self, method: &str, args: &[String]) -> zbus::Result<String>;
 
     #[zbus(property)]
     fn name(&self) -> zbus::Result<String>;

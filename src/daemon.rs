@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
 use crate::config::{self, ConfigErrors, ConfigSource};
+use crate::control::{ControlListener, ControlRegistry, Notification};
 use crate::manager_status::{DaemonState, ManagerStatus};
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
@@ -89,7 +90,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     );
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
+    let (notifications_tx, notifications) = tokio::sync::mpsc::unbounded_channel();
+    let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
+    applier.register(Box::new(ControlListener(controls.clone())));
     applier.register(Box::new(ObjectsListener {
         supervisor: supervisor.clone(),
         events: events.clone(),
@@ -97,7 +101,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
 
     // The reloader task starts after `Up`; until then its requests wait in the channel.
     let (reloader, reload_task) = reload::channel();
-    let manager = ManagerObject::new(supervisor.clone(), reloader.clone(), manager_rx.clone());
+    let manager = ManagerObject::new(
+        supervisor.clone(),
+        controls.clone(),
+        reloader.clone(),
+        manager_rx.clone(),
+    );
     let connection = bus::connect(&options.bus, manager)
         .await
         .map_err(DaemonError::Bus)?;
@@ -106,8 +115,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         connection.clone(),
         event_stream,
         supervisor.clone(),
+        controls.clone(),
         manager_rx,
     ));
+    tokio::spawn(relay_notifications(notifications));
 
     let transitions = applier.apply(initial).await;
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
@@ -213,5 +224,19 @@ async fn watchdog(
                 }
             }
         }
+    }
+}
+
+/// Routes notifications from services' control channels.
+async fn relay_notifications(
+    mut notifications: tokio::sync::mpsc::UnboundedReceiver<Notification>,
+) {
+    while let Some(notification) = notifications.recv().await {
+        tracing::debug!(
+            service = notification.service,
+            "notification {} {}",
+            notification.method,
+            notification.params
+        );
     }
 }

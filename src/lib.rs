@@ -3,11 +3,13 @@
 pub mod bus;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod logging;
 pub mod manager_status;
+pub mod methods;
 pub mod names;
 pub mod process;
 pub mod reload;

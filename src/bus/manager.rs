@@ -9,6 +9,8 @@ use zbus::{Connection, OwnedObjectPath, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
+use super::service::call_method;
+use crate::control::ControlRegistry;
 use crate::manager_status::ManagerStatus;
 use crate::names::service_path;
 use crate::reload::ReloadHandle;
@@ -17,6 +19,7 @@ use crate::supervisor::Handle;
 /// The manager object; cheap handles only.
 pub struct ManagerObject {
     supervisor: Handle,
+    controls: ControlRegistry,
     reloader: ReloadHandle,
     status: watch::Receiver<ManagerStatus>,
 }
@@ -24,11 +27,13 @@ pub struct ManagerObject {
 impl ManagerObject {
     pub fn new(
         supervisor: Handle,
+        controls: ControlRegistry,
         reloader: ReloadHandle,
         status: watch::Receiver<ManagerStatus>,
     ) -> ManagerObject {
         ManagerObject {
             supervisor,
+            controls,
             reloader,
             status,
         }
@@ -109,6 +114,19 @@ impl ManagerObject {
             .iter()
             .map(|t| (t.kind().to_owned(), t.subject()))
             .collect())
+    }
+
+    /// Calls manager method `method` of `service` with `args` (as the service's `Call`).
+    async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        args: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<String, BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        call_method(&self.supervisor, &self.controls, service, method, args).await
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

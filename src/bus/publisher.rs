@@ -15,6 +15,7 @@ use zbus::{Connection, ObjectPath, Variant};
 
 use super::manager::ManagerObject;
 use super::service::ServiceObject;
+use crate::control::ControlRegistry;
 use crate::manager_status::ManagerStatus;
 use crate::names::{MANAGER_INTERFACE, MANAGER_PATH, SERVICE_INTERFACE, service_path};
 use crate::supervisor::{Event, EventReceiver, Handle, ServiceStatus};
@@ -25,12 +26,14 @@ pub async fn run(
     connection: Connection,
     mut events: EventReceiver,
     supervisor: Handle,
+    controls: ControlRegistry,
     manager: watch::Receiver<ManagerStatus>,
 ) {
     let last_manager = manager.borrow().clone();
     let mut publisher = Publisher {
         connection,
         supervisor,
+        controls,
         last: HashMap::new(),
         manager,
         last_manager,
@@ -45,6 +48,8 @@ pub async fn run(
 struct Publisher {
     connection: Connection,
     supervisor: Handle,
+    /// Handed to each service object, for `Call`.
+    controls: ControlRegistry,
     /// The last published status of each exported service: what `PropertiesChanged` diffs
     /// against.
     last: HashMap<String, Arc<ServiceStatus>>,
@@ -58,7 +63,12 @@ impl Publisher {
             Event::Service(status) => self.service_changed(status).await?,
             Event::Export { name, status } => {
                 let initial = status.borrow().clone();
-                let object = ServiceObject::new(name.clone(), self.supervisor.clone(), status);
+                let object = ServiceObject::new(
+                    name.clone(),
+                    self.supervisor.clone(),
+                    self.controls.clone(),
+                    status,
+                );
                 self.connection
                     .object_server()
                     .at(service_path(&name), object)

@@ -10,6 +10,7 @@ use zbus::{Connection, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
+use crate::control::ControlRegistry;
 use crate::process::signal::from_number;
 use crate::supervisor::{Handle, ServiceStatus};
 
@@ -17,6 +18,7 @@ use crate::supervisor::{Handle, ServiceStatus};
 pub struct ServiceObject {
     name: String,
     supervisor: Handle,
+    controls: ControlRegistry,
     status: watch::Receiver<Arc<ServiceStatus>>,
 }
 
@@ -24,11 +26,13 @@ impl ServiceObject {
     pub fn new(
         name: String,
         supervisor: Handle,
+        controls: ControlRegistry,
         status: watch::Receiver<Arc<ServiceStatus>>,
     ) -> ServiceObject {
         ServiceObject {
             name,
             supervisor,
+            controls,
             status,
         }
     }
@@ -103,6 +107,19 @@ impl ServiceObject {
             ))
         })?;
         Ok(self.supervisor.kill(&self.name, signal).await?)
+    }
+
+    /// Calls one of the service's manager methods (see the `Methods` property) with
+    /// `args`; returns its result.
+    async fn call(
+        &self,
+        method: &str,
+        args: Vec<String>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<String, BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        call_method(&self.supervisor, &self.controls, &self.name, method, args).await
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -189,4 +206,16 @@ impl ServiceObject {
     fn queued_jobs(&self) -> u32 {
         self.status().queued_jobs
     }
+}
+
+/// `Call` for both the Service and the Manager object.
+pub async fn call_method(
+    supervisor: &Handle,
+    controls: &ControlRegistry,
+    name: &str,
+    method: &str,
+    args: Vec<String>,
+) -> Result<String, BusError> {
+    let spec = supervisor.spec(name).await?;
+    Ok(crate::methods::call(name, &spec, method, args, controls).await?)
 }

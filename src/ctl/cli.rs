@@ -63,6 +63,12 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Call a service's manager method with arguments; prints its result.
+    Call {
+        service: String,
+        method: String,
+        args: Vec<String>,
+    },
     /// Re-read the configuration and apply it; prints the transitions applied.
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.

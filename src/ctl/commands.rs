@@ -30,6 +30,21 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
             let number = parse_signal(&signal).map_err(zbus::Error::Failure)?;
             each(cx, &names, Verb::Kill(number)).await
         }
+        Command::Call {
+            service,
+            method,
+            args,
+        } => {
+            let result = manager(cx).await?.call(&service, &method, &args).await?;
+            if cx.json {
+                println!("{}", json!({ "result": result }));
+            } else if result.ends_with('\n') || result.is_empty() {
+                print!("{result}");
+            } else {
+                println!("{result}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload => reload(cx).await,
         Command::Monitor => {
             super::monitor::run(&cx.connection, cx.json).await?;

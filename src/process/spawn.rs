@@ -96,7 +96,7 @@ pub fn resolve_program(program: &str, path: &str) -> Result<PathBuf, SpawnError>
 
 /// Makes the child run as `user` with its supplementary groups, and gives it the login
 /// variables systemd sets for `User=` (unless `environment` sets them).
-fn drop_privileges(
+pub(crate) fn drop_privileges(
     command: &mut std::process::Command,
     user: &str,
     service: &Service,

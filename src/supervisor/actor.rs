@@ -234,6 +234,12 @@ impl Supervisor {
                 }
                 let _ = reply.send(());
             }
+            Command::Spec(name, reply) => {
+                let spec = self
+                    .check_served(&name)
+                    .map(|()| self.units[&name].spec.clone());
+                let _ = reply.send(spec);
+            }
             Command::Subscribe(name, reply) => {
                 let _ = reply.send(self.units.get(&name).map(|u| u.status_tx.subscribe()));
             }

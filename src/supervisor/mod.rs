@@ -86,6 +86,7 @@ pub(crate) enum Command {
         String,
         oneshot::Sender<Option<watch::Receiver<Arc<ServiceStatus>>>>,
     ),
+    Spec(String, Reply<Arc<Service>>),
     Redefine {
         name: String,
         spec: Service,
@@ -180,6 +181,13 @@ impl Handle {
     /// The per-state counts, for corrald's `STATUS=`.
     pub fn summary(&self) -> watch::Receiver<Summary> {
         self.summary.clone()
+    }
+
+    /// The current definition of `name`, if it is served here.
+    pub async fn spec(&self, name: &str) -> CommandResult<Arc<Service>> {
+        self.ask(|r| Command::Spec(name.to_owned(), r))
+            .await
+            .unwrap_or(Err(CommandError::ShuttingDown))
     }
 
     /// Publishes whether a service's control connection is up.

@@ -1,0 +1,323 @@
+//! One service's control connection (glusterd's connection management): a task that
+//! connects to the service's `control_socket` once its process runs, retries with back-off
+//! until it is up, reconnects after the connection drops or the service restarts, and
+//! keeps the service's `Online` property true while connected.
+//!
+//! Requests from many D-Bus callers are pipelined on the one connection, each matched to
+//! its response by id; each caller bounds its own wait with `frame_timeout`, and a response
+//! that arrives after its caller gave up is discarded. Notifications (frames without id)
+//! go to the upcall relay. Malformed frames are logged and dropped.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::frame::{self, FrameError, Incoming, MAX_FRAME};
+use crate::supervisor::{ActiveState, Handle, ServiceStatus};
+
+/// First and longest delay between connection attempts.
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// A notification from a service, for the upcall relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub service: String,
+    pub method: String,
+    pub params: Value,
+}
+
+/// Why a control call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error(
+        "the control channel of {0:?} is not connected (is the service running and listening on its control_socket?)"
+    )]
+    NotConnected(String),
+    #[error("{service:?} did not answer {method:?} within {timeout:?} (frame_timeout)")]
+    Timeout {
+        service: String,
+        method: String,
+        timeout: Duration,
+    },
+    #[error("{0}")]
+    Failed(String),
+    #[error("the control connection of {0:?} closed before the answer came")]
+    Closed(String),
+}
+
+struct Call {
+    method: String,
+    params: Vec<String>,
+    reply: oneshot::Sender<Result<Value, CallError>>,
+}
+
+/// A cheap handle on one service's control connection.
+#[derive(Clone)]
+pub struct ControlHandle {
+    service: String,
+    calls: mpsc::Sender<Call>,
+}
+
+impl ControlHandle {
+    /// Sends `method(params)` and waits up to `timeout` for the response.
+    pub async fn call(
+        &self,
+        method: &str,
+        params: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Value, CallError> {
+        let (reply, answer) = oneshot::channel();
+        let call = Call {
+            method: method.to_owned(),
+            params,
+            reply,
+        };
+        self.calls
+            .send(call)
+            .await
+            .map_err(|_| CallError::NotConnected(self.service.clone()))?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(CallError::Closed(self.service.clone())),
+            Err(_) => Err(CallError::Timeout {
+                service: self.service.clone(),
+                method: method.to_owned(),
+                timeout,
+            }),
+        }
+    }
+}
+
+/// Starts the connection task of `service`; it runs until aborted.
+pub fn spawn(
+    service: String,
+    socket: PathBuf,
+    status: watch::Receiver<Arc<ServiceStatus>>,
+    supervisor: Handle,
+    notifications: mpsc::UnboundedSender<Notification>,
+) -> (ControlHandle, tokio::task::AbortHandle) {
+    let (calls, rx) = mpsc::channel(256);
+    let handle = ControlHandle {
+        service: service.clone(),
+        calls,
+    };
+    let task = Connection {
+        service,
+        socket,
+        status,
+        supervisor,
+        notifications,
+        calls: rx,
+    };
+    (handle, tokio::spawn(task.run()).abort_handle())
+}
+
+struct Connection {
+    service: String,
+    socket: PathBuf,
+    status: watch::Receiver<Arc<ServiceStatus>>,
+    supervisor: Handle,
+    notifications: mpsc::UnboundedSender<Notification>,
+    calls: mpsc::Receiver<Call>,
+}
+
+/// The main PID when the service has a process, else `None`.
+fn running_pid(status: &ServiceStatus) -> Option<u32> {
+    let running = matches!(
+        status.active,
+        ActiveState::Activating | ActiveState::Active | ActiveState::Paused
+    );
+    (running && status.main_pid != 0).then_some(status.main_pid)
+}
+
+impl Connection {
+    async fn run(mut self) {
+        loop {
+            let Some(pid) = self.wait_for_process().await else {
+                return;
+            };
+            let Some(stream) = self.connect(pid).await else {
+                continue;
+            };
+            tracing::info!(
+                service = self.service,
+                "control channel connected to {}",
+                self.socket.display()
+            );
+            self.supervisor.set_online(&self.service, true).await;
+            self.serve(stream, pid).await;
+            self.supervisor.set_online(&self.service, false).await;
+            tracing::info!(service = self.service, "control channel disconnected");
+        }
+    }
+
+    /// Waits until the service has a process; refuses calls meanwhile. `None` when the
+    /// service is gone.
+    async fn wait_for_process(&mut self) -> Option<u32> {
+        loop {
+            if let Some(pid) = running_pid(&self.status.borrow_and_update()) {
+                return Some(pid);
+            }
+            tokio::select! {
+                changed = self.status.changed() => changed.ok()?,
+                Some(call) = self.calls.recv() => self.refuse(call),
+            }
+        }
+    }
+
+    /// Connects, retrying with doubling delays while the same process runs.
+    async fn connect(&mut self, pid: u32) -> Option<UnixStream> {
+        let mut delay = RETRY_FIRST;
+        loop {
+            match UnixStream::connect(&self.socket).await {
+                Ok(stream) => return Some(stream),
+                Err(err) => tracing::debug!(
+                    service = self.service,
+                    "control connect: {err}; retrying in {delay:?}"
+                ),
+            }
+            let retry = tokio::time::sleep(delay);
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    _ = &mut retry => break,
+                    changed = self.status.changed() => {
+                        if changed.is_err() || running_pid(&self.status.borrow_and_update()) != Some(pid) {
+                            return None;
+                        }
+                    }
+                    Some(call) = self.calls.recv() => self.refuse(call),
+                }
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn refuse(&self, call: Call) {
+        let _ = call
+            .reply
+            .send(Err(CallError::NotConnected(self.service.clone())));
+    }
+
+    /// Carries requests and responses until the connection ends or the process changes.
+    async fn serve(&mut self, stream: UnixStream, pid: u32) {
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::new();
+        let mut pending: HashMap<u64, oneshot::Sender<Result<Value, CallError>>> = HashMap::new();
+        let mut next_id = 0u64;
+        loop {
+            tokio::select! {
+                Some(call) = self.calls.recv() => {
+                    next_id += 1;
+                    // Callers that timed out dropped their receivers: forget them.
+                    pending.retain(|_, reply| !reply.is_closed());
+                    let request = frame::request(next_id, &call.method, &call.params);
+                    if let Err(err) = write.write_all(request.as_bytes()).await {
+                        let _ = call.reply.send(Err(CallError::Failed(format!("writing to the control socket failed: {err}"))));
+                        break;
+                    }
+                    pending.insert(next_id, call.reply);
+                }
+                read = read_frame(&mut reader, &mut line) => match read {
+                    Ok(true) => self.dispatch(&line, &mut pending),
+                    Ok(false) => break,
+                    Err(ReadError::TooLong) => tracing::warn!(service = self.service, "dropped a control frame: {}", FrameError::TooLong),
+                    Err(ReadError::Io(err)) => {
+                        tracing::warn!(service = self.service, "control socket read failed: {err}");
+                        break;
+                    }
+                },
+                changed = self.status.changed() => {
+                    if changed.is_err() || running_pid(&self.status.borrow_and_update()) != Some(pid) {
+                        break;
+                    }
+                }
+            }
+        }
+        for (_, reply) in pending {
+            let _ = reply.send(Err(CallError::Closed(self.service.clone())));
+        }
+    }
+
+    fn dispatch(
+        &self,
+        line: &[u8],
+        pending: &mut HashMap<u64, oneshot::Sender<Result<Value, CallError>>>,
+    ) {
+        match frame::parse(line) {
+            Ok(Incoming::Response { id, outcome }) => match pending.remove(&id) {
+                Some(reply) => {
+                    let _ = reply.send(outcome.map_err(CallError::Failed));
+                }
+                None => tracing::debug!(
+                    service = self.service,
+                    id,
+                    "late or unknown response discarded"
+                ),
+            },
+            Ok(Incoming::Notification { method, params }) => {
+                let _ = self.notifications.send(Notification {
+                    service: self.service.clone(),
+                    method,
+                    params,
+                });
+            }
+            Err(err) => {
+                let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+                tracing::warn!(
+                    service = self.service,
+                    "dropped a malformed control frame ({err}): {shown}"
+                );
+            }
+        }
+    }
+}
+
+enum ReadError {
+    TooLong,
+    Io(std::io::Error),
+}
+
+/// Reads one `\n`-terminated frame into `line` (without the newline). `Ok(false)` at end of
+/// stream. A frame longer than [`MAX_FRAME`] is skipped up to its newline and reported,
+/// without ever holding more than `MAX_FRAME` bytes.
+async fn read_frame(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    line: &mut Vec<u8>,
+) -> Result<bool, ReadError> {
+    line.clear();
+    let mut too_long = false;
+    loop {
+        let buffer = reader.fill_buf().await.map_err(ReadError::Io)?;
+        if buffer.is_empty() {
+            return Ok(false);
+        }
+        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+            Some(end) => (&buffer[..end], Some(end + 1)),
+            None => (buffer, None),
+        };
+        if !too_long && line.len() + chunk.len() < MAX_FRAME {
+            line.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+            line.clear();
+        }
+        let consumed = done.unwrap_or(chunk.len());
+        reader.consume(consumed);
+        if done.is_some() {
+            return if too_long {
+                Err(ReadError::TooLong)
+            } else {
+                Ok(true)
+            };
+        }
+    }
+}

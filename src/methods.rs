@@ -1,0 +1,99 @@
+//! Manager methods (nova's managers and drivers): `[services.X.methods.NAME]` exposes an
+//! operation of a service over D-Bus `Call`. The driver does the implementation-specific
+//! work: `exec` runs a command, `control` forwards a JSON-RPC request over the service's
+//! control channel.
+
+use std::process::Stdio;
+
+use crate::config::{MethodDriver, Service};
+use crate::control::{CallError, ControlRegistry, frame};
+use crate::error::{CommandError, CommandResult};
+use crate::process::spawn::{drop_privileges, resolve_program};
+
+/// Calls method `method` of service `name` (definition `spec`) with `args`; returns its
+/// result text. Both drivers are bounded by the service's `frame_timeout`.
+pub async fn call(
+    name: &str,
+    spec: &Service,
+    method: &str,
+    args: Vec<String>,
+    controls: &ControlRegistry,
+) -> CommandResult<String> {
+    let driver = spec.methods.get(method).ok_or_else(|| {
+        let known: Vec<&str> = spec.methods.keys().map(String::as_str).collect();
+        CommandError::NoSuchMethod(format!(
+            "service {name:?} has no method {method:?}; it has: {}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))
+    })?;
+    match driver {
+        MethodDriver::Exec(argv) => exec(name, spec, method, argv, args).await,
+        MethodDriver::Control(rpc) => {
+            let handle = controls.get(name).ok_or_else(|| {
+                CommandError::MethodFailed(format!("service {name:?} has no control channel"))
+            })?;
+            match handle.call(rpc, args, spec.frame_timeout).await {
+                Ok(value) => Ok(frame::result_text(&value)),
+                Err(err @ CallError::Timeout { .. }) => Err(CommandError::Timeout(err.to_string())),
+                Err(err) => Err(CommandError::MethodFailed(format!(
+                    "{name}.{method}: {err}"
+                ))),
+            }
+        }
+    }
+}
+
+/// Runs `argv` + `args` with the service's environment, user and working directory; its
+/// stdout is the result, a non-zero exit fails the call with its stderr.
+async fn exec(
+    name: &str,
+    spec: &Service,
+    method: &str,
+    argv: &[String],
+    args: Vec<String>,
+) -> CommandResult<String> {
+    let failed = |why: String| CommandError::MethodFailed(format!("{name}.{method}: {why}"));
+    let program = resolve_program(&argv[0], spec.path_env()).map_err(|e| failed(e.to_string()))?;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(&argv[1..])
+        .args(&args)
+        .env_clear()
+        .env("PATH", spec.path_env())
+        .envs(&spec.environment)
+        .current_dir(&spec.working_directory)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(user) = &spec.user {
+        drop_privileges(&mut command, user, spec).map_err(|e| failed(e.to_string()))?;
+    }
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("cannot run {}: {e}", argv[0])))?;
+    let output = tokio::time::timeout(spec.frame_timeout, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            CommandError::Timeout(format!(
+                "{name}.{method}: {} did not finish within {:?} (frame_timeout)",
+                argv[0], spec.frame_timeout
+            ))
+        })?
+        .map_err(|e| failed(e.to_string()))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(failed(format!(
+            "{} failed ({}): {}",
+            argv[0],
+            output.status,
+            stderr.trim()
+        )))
+    }
+}
