@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::Delivery;
 use super::Reply;
 use super::actor::Upcalls;
-use super::state::{Lease, LeaseKind, Pending, ResourceKey, Timer};
+use super::state::{Lease, LeaseKind, Pending, ResourceKey, Timer, deadline_after};
 use crate::error::{CommandError, CommandResult};
 
 impl Upcalls {
@@ -29,7 +29,7 @@ impl Upcalls {
         let count = self.clients.get(client).map_or(0, |c| c.lease_count());
         if count >= cap as usize {
             let _ = reply.send(Err(CommandError::QueueFull(format!(
-                "client {client} already holds or waits for {count} leases, the limit \
+                "client {client} holds or waits for {count} leases and the limit is {cap} \
                  (max_leases_per_client in [daemon]); release some first"
             ))));
             return;
@@ -144,6 +144,17 @@ impl Upcalls {
             let Some(head) = resource.queue.front() else {
                 return;
             };
+            if head.reply.is_closed() {
+                // Its caller stopped waiting: recalling leases for nobody would only hurt
+                // their holders.
+                if let Some(abandoned) = resource.queue.pop_front() {
+                    self.lease_home.remove(&abandoned.id);
+                    self.update_client(&abandoned.client, |c| {
+                        c.pending.remove(&abandoned.id);
+                    });
+                }
+                continue;
+            }
             let conflicting: Vec<u64> = resource
                 .leases
                 .iter()
@@ -195,7 +206,7 @@ impl Upcalls {
     /// Sends `RecallLease` to the holder of `id` and arms its revocation; a lease already
     /// being recalled keeps its first deadline (no second message, no extension).
     fn recall(&mut self, key: &ResourceKey, id: u64) {
-        let deadline = Instant::now() + self.settings.lease_recall_timeout;
+        let deadline = deadline_after(Instant::now(), self.settings.lease_recall_timeout);
         let Some(lease) = self
             .resources
             .get_mut(key)

@@ -3,6 +3,7 @@
 //! leaving the bus is cleaned up without scanning every resource.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -116,6 +117,14 @@ impl ClientState {
     pub fn lease_count(&self) -> usize {
         self.leases.len() + self.pending.len()
     }
+}
+
+/// `from + after`, saturating: a configured duration may be as long as `u64::MAX` seconds,
+/// and `Instant + Duration` panics on overflow. A deadline decades away never fires, which
+/// is what such a setting means.
+pub(super) fn deadline_after(from: Instant, after: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 86_400);
+    from.checked_add(after).unwrap_or_else(|| from + FAR_FUTURE)
 }
 
 /// A deadline in the task's ordered timer index.

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::Delivery;
 use super::actor::Upcalls;
-use super::state::{ResourceKey, Timer};
+use super::state::{ResourceKey, Timer, deadline_after};
 use crate::error::{CommandError, CommandResult};
 
 impl Upcalls {
@@ -23,11 +23,11 @@ impl Upcalls {
             .map_or((0, false), |c| (c.watches.len(), c.watches.contains(&key)));
         if !renewing && count >= cap as usize {
             return Err(CommandError::QueueFull(format!(
-                "client {client} already has {count} upcall watches, the limit \
+                "client {client} has {count} upcall watches and the limit is {cap} \
                  (max_watches_per_client in [daemon]); unwatch some first"
             )));
         }
-        let deadline = Instant::now() + self.settings.upcall_expiry;
+        let deadline = deadline_after(Instant::now(), self.settings.upcall_expiry);
         self.set_watch_deadline(client, &key, deadline);
         self.clients
             .entry(client.to_owned())
@@ -69,7 +69,7 @@ impl Upcalls {
             return;
         };
         let watchers: Vec<String> = resource.watchers.keys().cloned().collect();
-        let deadline = Instant::now() + self.settings.upcall_expiry;
+        let deadline = deadline_after(Instant::now(), self.settings.upcall_expiry);
         for client in watchers {
             self.deliver(Delivery::Invalidate {
                 client: client.clone(),
@@ -95,8 +95,10 @@ impl Upcalls {
             })
             .collect();
         for (key, client, deadline) in watches {
-            let last_activity = deadline.checked_sub(old).unwrap_or(deadline);
-            self.set_watch_deadline(&client, &key, last_activity + new);
+            // Unknown when the old deadline was saturated (or the clock is younger than
+            // `old`, early at boot): count from now.
+            let last_activity = deadline.checked_sub(old).unwrap_or_else(Instant::now);
+            self.set_watch_deadline(&client, &key, deadline_after(last_activity, new));
         }
     }
 

@@ -7,7 +7,7 @@ use tokio::time::{Duration, Instant, advance};
 
 use super::{RECALL, Rig, is_invalid_args, recall};
 use crate::error::CommandError;
-use crate::upcall::UpcallStats;
+use crate::upcall::{UpcallSettings, UpcallStats};
 
 #[tokio::test(start_paused = true)]
 async fn read_leases_share() {
@@ -217,6 +217,50 @@ async fn an_abandoned_acquisition_is_not_granted() {
     let _ = abandoned.await;
     rig.handle.release_lease(":1.1", held).await.unwrap();
     assert_eq!(rig.handle.stats().await, UpcallStats::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_acquisition_recalls_nobody_when_its_turn_comes() {
+    let mut rig = Rig::new().await;
+    let held = rig.lease(":1.1", "/f", "write").await;
+    let reader = rig.spawn_acquire(":1.2", "/f", "read").await;
+    let abandoned = rig.spawn_acquire(":1.3", "/f", "write").await;
+    abandoned.abort();
+    let _ = abandoned.await;
+    rig.handle.release_lease(":1.1", held).await.unwrap();
+    let read = reader.await.unwrap().unwrap();
+    // The abandoned write, now at the front, would conflict with the read: no recall.
+    assert_eq!(rig.drain(), vec![recall(":1.1", held, "/f")]);
+    let stats = rig.handle.stats().await;
+    assert_eq!((stats.leases, stats.pending, stats.clients), (1, 0, 1));
+    rig.handle.release_lease(":1.2", read).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_of_u64_max_seconds_do_not_overflow() {
+    let huge = UpcallSettings {
+        lease_recall_timeout: Duration::from_secs(u64::MAX),
+        upcall_expiry: Duration::from_secs(u64::MAX),
+        ..super::settings()
+    };
+    let mut rig = Rig::with(huge.clone()).await;
+    rig.handle.watch(":1.1", "nfs", "/w").await.unwrap();
+    rig.handle.invalidate("nfs", "/w", vec![]).await;
+    let held = rig.lease(":1.1", "/f", "write").await;
+    let waiting = rig.spawn_acquire(":1.2", "/f", "read").await;
+    assert_eq!(rig.drain().last(), Some(&recall(":1.1", held, "/f")));
+    rig.handle
+        .update_settings(UpcallSettings {
+            upcall_expiry: Duration::from_secs(1),
+            ..huge
+        })
+        .await;
+    rig.handle.release_lease(":1.1", held).await.unwrap();
+    waiting.await.unwrap().unwrap();
+    // The saturated watch had no known last activity: the new expiry counts from now.
+    assert_eq!(rig.handle.stats().await.watches, 1);
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(rig.handle.stats().await.watches, 0);
 }
 
 #[tokio::test(start_paused = true)]
