@@ -218,13 +218,14 @@ impl Upcalls {
         let Some(resource) = self.resources.remove(key) else {
             return;
         };
-        for (client, deadline) in resource.watchers {
+        let (watchers, leases, queue) = resource.into_parts();
+        for (client, deadline) in watchers {
             self.timers.remove(&(deadline, expire_timer(key, &client)));
             self.update_client(&client, |c| {
                 c.watches.remove(key);
             });
         }
-        for (id, lease) in resource.leases {
+        for (id, lease) in leases {
             self.lease_home.remove(&id);
             if let Some(deadline) = lease.recall_deadline {
                 self.timers.remove(&(deadline, Timer::Revoke(id)));
@@ -233,7 +234,7 @@ impl Upcalls {
                 c.leases.remove(&id);
             });
         }
-        for pending in resource.queue {
+        for pending in queue {
             self.lease_home.remove(&pending.id);
             self.update_client(&pending.client, |c| {
                 c.pending.remove(&pending.id);
@@ -297,7 +298,7 @@ impl Upcalls {
         };
         for resource in self.resources.values() {
             stats.watches += resource.watchers.len();
-            stats.leases += resource.leases.len();
+            stats.leases += resource.leases().len();
             stats.pending += resource.queue.len();
         }
         stats

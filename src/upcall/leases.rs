@@ -60,7 +60,12 @@ impl Upcalls {
             .lease_home
             .get(&id)
             .and_then(|key| self.resources.get(key))
-            .map(|resource| resource.leases.get(&id).map(|lease| lease.client.as_str()));
+            .map(|resource| {
+                resource
+                    .leases()
+                    .get(&id)
+                    .map(|lease| lease.client.as_str())
+            });
         match holder {
             Some(Some(holder)) if holder == client => {}
             Some(Some(_)) => {
@@ -96,7 +101,7 @@ impl Upcalls {
         let Some(resource) = self.resources.get(key) else {
             return;
         };
-        let ids: Vec<u64> = resource.leases.keys().copied().collect();
+        let ids: Vec<u64> = resource.leases().keys().copied().collect();
         for id in ids {
             self.recall(key, id);
         }
@@ -120,7 +125,7 @@ impl Upcalls {
     /// pumps the queue afterwards.
     pub(super) fn remove_lease(&mut self, id: u64) -> Option<(ResourceKey, Lease)> {
         let key = self.lease_home.get(&id)?.clone();
-        let lease = self.resources.get_mut(&key)?.leases.remove(&id)?;
+        let lease = self.resources.get_mut(&key)?.remove_lease(id)?;
         self.lease_home.remove(&id);
         if let Some(deadline) = lease.recall_deadline {
             self.timers.remove(&(deadline, Timer::Revoke(id)));
@@ -155,14 +160,8 @@ impl Upcalls {
                 }
                 continue;
             }
-            let conflicting: Vec<u64> = resource
-                .leases
-                .iter()
-                .filter(|(_, lease)| lease.conflicts_with(&head.client, head.kind))
-                .map(|(id, _)| *id)
-                .collect();
-            if !conflicting.is_empty() {
-                for id in conflicting {
+            if resource.has_conflict(&head.client, head.kind) {
+                for id in resource.conflicting(&head.client, head.kind) {
                     self.recall(key, id);
                 }
                 return;
@@ -191,7 +190,7 @@ impl Upcalls {
             return;
         }
         if let Some(resource) = self.resources.get_mut(key) {
-            resource.leases.insert(
+            resource.insert_lease(
                 id,
                 Lease {
                     client: client.clone(),
@@ -207,18 +206,13 @@ impl Upcalls {
     /// being recalled keeps its first deadline (no second message, no extension).
     fn recall(&mut self, key: &ResourceKey, id: u64) {
         let deadline = deadline_after(Instant::now(), self.settings.lease_recall_timeout);
-        let Some(lease) = self
+        let Some(client) = self
             .resources
             .get_mut(key)
-            .and_then(|resource| resource.leases.get_mut(&id))
+            .and_then(|resource| resource.start_recall(id, deadline))
         else {
             return;
         };
-        if lease.recall_deadline.is_some() {
-            return;
-        }
-        lease.recall_deadline = Some(deadline);
-        let client = lease.client.clone();
         self.timers.insert((deadline, Timer::Revoke(id)));
         self.deliver(Delivery::RecallLease {
             client,

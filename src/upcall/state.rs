@@ -2,7 +2,7 @@
 //! watchers, leases and queue — plus a per-client index, so caps are O(1) and a client
 //! leaving the bus is cleaned up without scanning every resource.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -80,10 +80,25 @@ pub(super) struct Pending {
 pub(super) struct Resource {
     /// Watching clients, each with the instant its watch expires.
     pub watchers: BTreeMap<String, Instant>,
-    /// Granted leases by id.
-    pub leases: BTreeMap<u64, Lease>,
     /// Acquisitions in arrival order; only the front one may be granted (FIFO).
     pub queue: VecDeque<Pending>,
+    /// Granted leases by id. Private, and changed only by the methods below, so `tally`
+    /// always agrees with it.
+    leases: BTreeMap<u64, Lease>,
+    tally: Tally,
+}
+
+/// Counts kept beside a resource's leases so that each grant decision is O(1) instead of a
+/// scan: thousands of readers sharing one resource would otherwise make every new reader
+/// cost a pass over all the others.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Leases whose recall is under way.
+    recalling: usize,
+    /// Write leases.
+    writes: usize,
+    /// Per holder: (all its leases, its write leases).
+    by_client: HashMap<String, (usize, usize)>,
 }
 
 impl Resource {
@@ -92,9 +107,91 @@ impl Resource {
         self.watchers.is_empty() && self.leases.is_empty() && self.queue.is_empty()
     }
 
+    pub fn leases(&self) -> &BTreeMap<u64, Lease> {
+        &self.leases
+    }
+
     /// Whether a recall is under way; no grants happen until it ends.
     pub fn recalling(&self) -> bool {
-        self.leases.values().any(|l| l.recall_deadline.is_some())
+        self.tally.recalling > 0
+    }
+
+    /// Whether any lease of another client stands in the way of `client` getting `kind`.
+    pub fn has_conflict(&self, client: &str, kind: LeaseKind) -> bool {
+        let (own, own_writes) = self.tally.by_client.get(client).copied().unwrap_or((0, 0));
+        match kind {
+            LeaseKind::Read => self.tally.writes > own_writes,
+            LeaseKind::Write => self.leases.len() > own,
+        }
+    }
+
+    /// The ids of the leases [`Resource::has_conflict`] is about (a scan: only for recalls).
+    pub fn conflicting(&self, client: &str, kind: LeaseKind) -> Vec<u64> {
+        self.leases
+            .iter()
+            .filter(|(_, lease)| lease.conflicts_with(client, kind))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn insert_lease(&mut self, id: u64, lease: Lease) {
+        let counts = self
+            .tally
+            .by_client
+            .entry(lease.client.clone())
+            .or_default();
+        counts.0 += 1;
+        if lease.kind == LeaseKind::Write {
+            counts.1 += 1;
+            self.tally.writes += 1;
+        }
+        if lease.recall_deadline.is_some() {
+            self.tally.recalling += 1;
+        }
+        self.leases.insert(id, lease);
+    }
+
+    pub fn remove_lease(&mut self, id: u64) -> Option<Lease> {
+        let lease = self.leases.remove(&id)?;
+        if let Some(counts) = self.tally.by_client.get_mut(&lease.client) {
+            counts.0 -= 1;
+            if lease.kind == LeaseKind::Write {
+                counts.1 -= 1;
+            }
+            if counts.0 == 0 {
+                self.tally.by_client.remove(&lease.client);
+            }
+        }
+        if lease.kind == LeaseKind::Write {
+            self.tally.writes -= 1;
+        }
+        if lease.recall_deadline.is_some() {
+            self.tally.recalling -= 1;
+        }
+        Some(lease)
+    }
+
+    /// Marks lease `id` as recalled until `deadline`; returns its holder, or `None` when
+    /// there is no such lease or it is being recalled already.
+    pub fn start_recall(&mut self, id: u64, deadline: Instant) -> Option<String> {
+        let lease = self.leases.get_mut(&id)?;
+        if lease.recall_deadline.is_some() {
+            return None;
+        }
+        lease.recall_deadline = Some(deadline);
+        self.tally.recalling += 1;
+        Some(lease.client.clone())
+    }
+
+    /// Takes the resource apart, for when its service goes away.
+    pub fn into_parts(
+        self,
+    ) -> (
+        BTreeMap<String, Instant>,
+        BTreeMap<u64, Lease>,
+        VecDeque<Pending>,
+    ) {
+        (self.watchers, self.leases, self.queue)
     }
 }
 
