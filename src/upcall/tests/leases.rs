@@ -298,3 +298,35 @@ async fn services_losing_upcall_or_removed_drop_their_state() {
     assert_eq!(rig.drain(), vec![]);
     assert!(smb_lease > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_recall_neither_repeats_the_message_nor_extends_the_deadline() {
+    let mut rig = Rig::new().await;
+    let held = rig.lease(":1.1", "/f", "read").await;
+    let start = Instant::now();
+    let writer = rig.spawn_acquire(":1.2", "/f", "write").await;
+    advance(Duration::from_secs(2)).await;
+    rig.handle.conflict("nfs", "/f").await;
+    writer.await.unwrap().unwrap();
+    assert_eq!(
+        start.elapsed(),
+        RECALL,
+        "revoked at the first recall's deadline"
+    );
+    assert_eq!(rig.drain(), vec![recall(":1.1", held, "/f")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_recall_timeout_revokes_at_once_after_telling_the_holder() {
+    let zero = UpcallSettings {
+        lease_recall_timeout: Duration::ZERO,
+        ..super::settings()
+    };
+    let mut rig = Rig::with(zero).await;
+    let held = rig.lease(":1.1", "/f", "write").await;
+    let start = Instant::now();
+    rig.lease(":1.2", "/f", "write").await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(rig.drain(), vec![recall(":1.1", held, "/f")]);
+    assert_eq!(rig.handle.stats().await.leases, 1);
+}
