@@ -29,6 +29,12 @@
 //! - Watch activity is the client calling `watch` again for it, or an invalidation
 //!   delivered to it. `unwatch` of something not watched succeeds, since expiry drops
 //!   watches silently and a client cannot know.
+//! - An acquisition whose caller stopped waiting (its future dropped) is never granted and
+//!   recalls nobody when its turn comes; until then it keeps its place and its count.
+//! - `set_services` takes every configured service with its `upcall` flag (not only the
+//!   enabled ones), so an unknown service (`NoSuchService`) is told apart from one with
+//!   `upcall = false` (`InvalidArgs`). Pending callers on a service that goes away get
+//!   that same error; lease holders get nothing further.
 //! - Pending acquisitions count toward `max_leases_per_client`. Lowering a cap on reload
 //!   keeps what exists and refuses only new requests; a new `lease_recall_timeout` applies
 //!   to recalls started after it; a new `upcall_expiry` moves every watch's deadline to its
