@@ -17,3 +17,4 @@ pub mod service_notify;
 pub mod supervisor;
 pub mod systemd;
 pub mod transitions;
+pub mod upcall;
