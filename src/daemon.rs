@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::upcall::UpcallObject;
 use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::{ControlListener, ControlRegistry, Notification};
@@ -24,6 +25,7 @@ use crate::reload::{self, Loader};
 use crate::supervisor::{self, Event, SupervisorListener};
 use crate::systemd::Notifier;
 use crate::transitions::Applier;
+use crate::upcall::{self, UpcallHandle, UpcallListener, UpcallSettings};
 
 /// Everything `run` needs from outside.
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
+    let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
+    let upcalls = upcall::spawn(UpcallSettings::from(&initial.daemon), deliveries_tx);
+    applier.register(Box::new(UpcallListener(upcalls.clone())));
     applier.register(Box::new(ObjectsListener {
         supervisor: supervisor.clone(),
         events: events.clone(),
@@ -107,7 +112,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         reloader.clone(),
         manager_rx.clone(),
     );
-    let connection = bus::connect(&options.bus, manager)
+    let connection = bus::connect(&options.bus, manager, UpcallObject::new(upcalls.clone()))
         .await
         .map_err(DaemonError::Bus)?;
     tracing::info!("serving {BUS_NAME} as {:?}", connection.unique_name());
@@ -118,7 +123,16 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         controls.clone(),
         manager_rx,
     ));
-    tokio::spawn(relay_notifications(notifications));
+    tokio::spawn(relay_notifications(notifications, upcalls.clone()));
+    tokio::spawn(bus::upcall::deliver(connection.clone(), deliveries));
+    tokio::spawn({
+        let (connection, upcalls) = (connection.clone(), upcalls.clone());
+        async move {
+            if let Err(err) = bus::upcall::forget_departed_clients(connection, upcalls).await {
+                tracing::error!("cannot follow clients leaving the bus: {err}");
+            }
+        }
+    });
 
     let transitions = applier.apply(initial).await;
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
@@ -227,16 +241,42 @@ async fn watchdog(
     }
 }
 
-/// Routes notifications from services' control channels.
+/// Routes notifications from services' control channels to the upcall core. A
+/// notification of the wrong shape is logged and dropped.
 async fn relay_notifications(
     mut notifications: tokio::sync::mpsc::UnboundedReceiver<Notification>,
+    upcalls: UpcallHandle,
 ) {
-    while let Some(notification) = notifications.recv().await {
-        tracing::debug!(
-            service = notification.service,
-            "notification {} {}",
-            notification.method,
-            notification.params
-        );
+    while let Some(n) = notifications.recv().await {
+        let resource = n.params.get("resource").and_then(|r| r.as_str());
+        match (n.method.as_str(), resource) {
+            ("upcall.invalidate", Some(resource)) => {
+                let attrs = match n.params.get("attrs") {
+                    None => Some(Vec::new()),
+                    Some(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .map(|a| a.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>(),
+                    Some(_) => None,
+                };
+                match attrs {
+                    Some(attrs) => upcalls.invalidate(&n.service, resource, attrs).await,
+                    None => tracing::warn!(
+                        service = n.service,
+                        "dropped upcall.invalidate: attrs must be an array of strings"
+                    ),
+                }
+            }
+            ("upcall.conflict", Some(resource)) => upcalls.conflict(&n.service, resource).await,
+            ("upcall.invalidate" | "upcall.conflict", None) => tracing::warn!(
+                service = n.service,
+                "dropped {}: params must be an object with a string \"resource\"",
+                n.method
+            ),
+            (method, _) => tracing::warn!(
+                service = n.service,
+                "dropped unknown notification {method:?}"
+            ),
+        }
     }
 }

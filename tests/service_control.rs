@@ -278,6 +278,7 @@ async fn introspection_matches_the_shipped_xml() {
     let conn = bus.connect().await;
     for (path, interface) in [
         ("/org/corral/Corral1", "org.corral.Corral1.Manager"),
+        ("/org/corral/Corral1", "org.corral.Corral1.Upcall"),
         (
             "/org/corral/Corral1/service/db",
             "org.corral.Corral1.Service",

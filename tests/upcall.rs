@@ -12,7 +12,8 @@ use zbus::message::Type as MessageType;
 use zbus::{Connection, MatchRule, MessageStream};
 
 fn config(dir: &std::path::Path) -> String {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/control_service.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/control_service.py");
     format!(
         r#"
 [daemon]
@@ -51,11 +52,15 @@ impl Client {
         let rule = MatchRule::builder()
             .msg_type(MessageType::Signal)
             .interface("org.corral.Corral1.Upcall")
-            .unwrap()
             .build()
             .unwrap();
-        let signals = MessageStream::for_match_rule(rule, &connection, None).await.unwrap();
-        Client { connection, signals }
+        let signals = MessageStream::for_match_rule(rule, &connection, None)
+            .await
+            .unwrap();
+        Client {
+            connection,
+            signals,
+        }
     }
 
     async fn call<B>(&self, method: &str, body: &B) -> zbus::Result<zbus::Message>
@@ -78,7 +83,10 @@ impl Client {
     }
 
     async fn acquire(&self, resource: &str, kind: &str) -> zbus::Result<u64> {
-        self.call("AcquireLease", &("fs", resource, kind)).await?.body().deserialize()
+        self.call("AcquireLease", &("fs", resource, kind))
+            .await?
+            .body()
+            .deserialize()
     }
 
     async fn release(&self, lease: u64) -> zbus::Result<()> {
@@ -94,8 +102,15 @@ impl Client {
             .unwrap();
         let body = message.body();
         let args: zbus::wire::Structure<'_> = body.deserialize().unwrap();
-        let args: Vec<_> = args.fields().iter().map(corral::ctl::monitor::to_json).collect();
-        (message.header().member().unwrap().to_string(), serde_json::Value::Array(args))
+        let args: Vec<_> = args
+            .fields()
+            .iter()
+            .map(corral::ctl::monitor::to_json)
+            .collect();
+        (
+            message.header().member().unwrap().to_string(),
+            serde_json::Value::Array(args),
+        )
     }
 }
 
@@ -103,7 +118,11 @@ impl Client {
 async fn invalidate(conn: &Connection, resource: &str, attrs: &[&str]) {
     let mut args = vec![resource.to_string()];
     args.extend(attrs.iter().map(|a| a.to_string()));
-    service(conn, "fs").await.call("invalidate", &args).await.unwrap();
+    service(conn, "fs")
+        .await
+        .call("invalidate", &args)
+        .await
+        .unwrap();
 }
 
 async fn started(bus: &TestBus, dir: &std::path::Path) -> (Corrald, Connection) {
@@ -130,10 +149,25 @@ async fn invalidations_reach_only_the_clients_watching_that_resource() {
     invalidate(&conn, "/x", &["mtime", "size"]).await;
     invalidate(&conn, "/y", &["mode"]).await;
     invalidate(&conn, "/z", &[]).await;
-    assert_eq!(a.next().await, ("Invalidate".into(), serde_json::json!(["fs", "/x", ["mtime", "size"]])));
-    assert_eq!(b.next().await, ("Invalidate".into(), serde_json::json!(["fs", "/y", ["mode"]])));
+    assert_eq!(
+        a.next().await,
+        (
+            "Invalidate".into(),
+            serde_json::json!(["fs", "/x", ["mtime", "size"]])
+        )
+    );
+    assert_eq!(
+        b.next().await,
+        (
+            "Invalidate".into(),
+            serde_json::json!(["fs", "/y", ["mode"]])
+        )
+    );
     // c's first upcall is its own: /x and /y were unicast to a and b only.
-    assert_eq!(c.next().await, ("Invalidate".into(), serde_json::json!(["fs", "/z", []])));
+    assert_eq!(
+        c.next().await,
+        ("Invalidate".into(), serde_json::json!(["fs", "/z", []]))
+    );
 
     // Unwatch: no more for a; its next signal is from a new watch.
     a.call("Unwatch", &("fs", "/x")).await.unwrap();
@@ -158,12 +192,21 @@ async fn a_conflicting_lease_recalls_then_revokes_the_holders() {
     // c wants to write: a and b are recalled; a releases, b does not and is revoked.
     let started = Instant::now();
     let writer = tokio::spawn(async move { (c.acquire("/f", "write").await, c) });
-    assert_eq!(a.next().await, ("RecallLease".into(), serde_json::json!([la, "fs", "/f"])));
-    assert_eq!(b.next().await, ("RecallLease".into(), serde_json::json!([lb, "fs", "/f"])));
+    assert_eq!(
+        a.next().await,
+        ("RecallLease".into(), serde_json::json!([la, "fs", "/f"]))
+    );
+    assert_eq!(
+        b.next().await,
+        ("RecallLease".into(), serde_json::json!([lb, "fs", "/f"]))
+    );
     a.release(la).await.unwrap();
     let (granted, c) = writer.await.unwrap();
     let lc = granted.unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(300), "waited lease_recall_timeout for b");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited lease_recall_timeout for b"
+    );
     assert!(lc != la && lc != lb);
     // b's lease is gone: releasing it is an error.
     let err = b.release(lb).await.unwrap_err();
@@ -194,8 +237,15 @@ async fn the_service_can_recall_leases_on_a_resource() {
     let (_corrald, conn) = started(&bus, dir.path()).await;
     let mut a = Client::new(&bus).await;
     let lease = a.acquire("/c", "write").await.unwrap();
-    service(&conn, "fs").await.call("conflict", &["/c".to_string()]).await.unwrap();
-    assert_eq!(a.next().await, ("RecallLease".into(), serde_json::json!([lease, "fs", "/c"])));
+    service(&conn, "fs")
+        .await
+        .call("conflict", &["/c".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(
+        a.next().await,
+        ("RecallLease".into(), serde_json::json!([lease, "fs", "/c"]))
+    );
 }
 
 #[tokio::test]
@@ -227,7 +277,9 @@ async fn caps_expiry_and_disabled_services() {
     // an invalidation of an expired one reaches nobody.
     tokio::time::sleep(Duration::from_millis(700)).await;
     invalidate(&conn, "/1", &[]).await;
-    a.watch("/fresh").await.expect("expired watches no longer count toward the cap");
+    a.watch("/fresh")
+        .await
+        .expect("expired watches no longer count toward the cap");
     invalidate(&conn, "/fresh", &[]).await;
     assert_eq!(a.next().await.1[1], "/fresh", "nothing for the expired /1");
 }

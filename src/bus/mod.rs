@@ -8,6 +8,7 @@ pub mod manager;
 pub mod objects;
 pub mod publisher;
 pub mod service;
+pub mod upcall;
 
 use zbus::Connection;
 use zbus::connection::Builder;
@@ -31,6 +32,7 @@ pub enum BusAddress {
 pub async fn connect(
     address: &BusAddress,
     manager: manager::ManagerObject,
+    upcalls: upcall::UpcallObject,
 ) -> zbus::Result<Connection> {
     let builder = match address {
         BusAddress::System => Builder::system(),
@@ -39,6 +41,7 @@ pub async fn connect(
     };
     builder
         .serve_at(MANAGER_PATH, manager)
+        .serve_at(MANAGER_PATH, upcalls)
         .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)
         .name(BUS_NAME)
         .build()

@@ -37,12 +37,28 @@ fn caller(header: &Header<'_>) -> Result<String, BusError> {
 #[interface(name = "org.corral.Corral1.Upcall")]
 impl UpcallObject {
     /// Asks for `Invalidate` signals about `resource` of `service`.
-    async fn watch(&self, service: &str, resource: &str, #[zbus(header)] header: Header<'_>) -> Result<(), BusError> {
-        Ok(self.upcalls.watch(&caller(&header)?, service, resource).await?)
+    async fn watch(
+        &self,
+        service: &str,
+        resource: &str,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BusError> {
+        Ok(self
+            .upcalls
+            .watch(&caller(&header)?, service, resource)
+            .await?)
     }
 
-    async fn unwatch(&self, service: &str, resource: &str, #[zbus(header)] header: Header<'_>) -> Result<(), BusError> {
-        Ok(self.upcalls.unwatch(&caller(&header)?, service, resource).await?)
+    async fn unwatch(
+        &self,
+        service: &str,
+        resource: &str,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BusError> {
+        Ok(self
+            .upcalls
+            .unwatch(&caller(&header)?, service, resource)
+            .await?)
     }
 
     /// Takes a `read` or `write` lease on `resource`; returns once granted (conflicting
@@ -54,18 +70,38 @@ impl UpcallObject {
         kind: &str,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<u64, BusError> {
-        Ok(self.upcalls.acquire_lease(&caller(&header)?, service, resource, kind).await?)
+        Ok(self
+            .upcalls
+            .acquire_lease(&caller(&header)?, service, resource, kind)
+            .await?)
     }
 
-    async fn release_lease(&self, lease_id: u64, #[zbus(header)] header: Header<'_>) -> Result<(), BusError> {
-        Ok(self.upcalls.release_lease(&caller(&header)?, lease_id).await?)
+    async fn release_lease(
+        &self,
+        lease_id: u64,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BusError> {
+        Ok(self
+            .upcalls
+            .release_lease(&caller(&header)?, lease_id)
+            .await?)
     }
 
     #[zbus(signal)]
-    pub async fn invalidate(emitter: &SignalEmitter<'_>, service: &str, resource: &str, attrs: &[String]) -> zbus::Result<()>;
+    pub async fn invalidate(
+        emitter: &SignalEmitter<'_>,
+        service: &str,
+        resource: &str,
+        attrs: &[String],
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    pub async fn recall_lease(emitter: &SignalEmitter<'_>, lease_id: u64, service: &str, resource: &str) -> zbus::Result<()>;
+    pub async fn recall_lease(
+        emitter: &SignalEmitter<'_>,
+        lease_id: u64,
+        service: &str,
+        resource: &str,
+    ) -> zbus::Result<()>;
 }
 
 /// Sends each delivery of the upcall core as a unicast signal to its client.
@@ -81,7 +117,8 @@ async fn deliver_one(connection: &Connection, delivery: &Delivery) -> zbus::Resu
     let client = match delivery {
         Delivery::Invalidate { client, .. } | Delivery::RecallLease { client, .. } => client,
     };
-    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?.set_destination(BusName::try_from(client.as_str())?);
+    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?
+        .set_destination(BusName::try_from(client.as_str())?);
     match delivery {
         Delivery::Invalidate {
             service,
@@ -99,7 +136,10 @@ async fn deliver_one(connection: &Connection, delivery: &Delivery) -> zbus::Resu
 }
 
 /// Tells the upcall core about every client that leaves the bus.
-pub async fn forget_departed_clients(connection: Connection, upcalls: UpcallHandle) -> zbus::Result<()> {
+pub async fn forget_departed_clients(
+    connection: Connection,
+    upcalls: UpcallHandle,
+) -> zbus::Result<()> {
     let dbus = zbus::fdo::DBusProxy::new(&connection).await?;
     let mut changes = dbus.receive_name_owner_changed().await?;
     while let Some(change) = changes.next().await {

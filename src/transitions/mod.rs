@@ -1,5 +1,5 @@
 //! Configuration transitions, after ProxyFS: a reload is a pure diff of the old and new
-//! configuration ([`diff`]) into a [`Plan`], which the [`Applier`] carries out step by step,
+//! configuration ([`diff()`](diff::diff)) into a [`Plan`], which the [`Applier`] carries out step by step,
 //! calling every registered [`Listener`] and emitting one D-Bus signal per [`Transition`],
 //! in the order DESIGN.md fixes:
 //!

@@ -1,4 +1,4 @@
-//! What a reload does: the [`Plan`] computed by [`super::diff`], and the [`Transition`]s it
+//! What a reload does: the [`Plan`] computed by [`super::diff()`], and the [`Transition`]s it
 //! is announced as.
 
 use crate::config::{DaemonSettings, Group, Service};
