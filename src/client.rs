@@ -53,6 +53,7 @@ pub trait Service {
     fn resume(&self) -> zbus::Result<()>;
     fn kill(&self, signal: i32) -> zbus::Result<()>;
     fn call(&self, method: &str, args: &[String]) -> zbus::Result<String>;
+    fn run_recipe(&self, recipe: &str) -> zbus::Result<u64>;
 
     #[zbus(property)]
     fn name(&self) -> zbus::Result<String>;

@@ -18,6 +18,7 @@ use crate::bus::upcall::UpcallObject;
 use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::{ControlListener, ControlRegistry, Notification};
+use crate::jobs::{self, JobsListener};
 use crate::manager_status::{DaemonState, ManagerStatus};
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
@@ -96,6 +97,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
+    let jobs = jobs::spawn(supervisor.clone(), events.clone());
+    applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
     let upcalls = upcall::spawn(UpcallSettings::from(&initial.daemon), deliveries_tx);
     applier.register(Box::new(UpcallListener(upcalls.clone())));
@@ -121,6 +124,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         event_stream,
         supervisor.clone(),
         controls.clone(),
+        jobs,
         manager_rx,
     ));
     tokio::spawn(relay_notifications(notifications, upcalls.clone()));

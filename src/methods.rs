@@ -57,23 +57,8 @@ async fn exec(
     args: Vec<String>,
 ) -> CommandResult<String> {
     let failed = |why: String| CommandError::MethodFailed(format!("{name}.{method}: {why}"));
-    let program = resolve_program(&argv[0], spec.path_env()).map_err(|e| failed(e.to_string()))?;
-    let mut command = std::process::Command::new(program);
-    command
-        .args(&argv[1..])
-        .args(&args)
-        .env_clear()
-        .env("PATH", spec.path_env())
-        .envs(&spec.environment)
-        .current_dir(&spec.working_directory)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(user) = &spec.user {
-        drop_privileges(&mut command, user, spec).map_err(|e| failed(e.to_string()))?;
-    }
-    let child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
+    let child = command(spec, argv, &args)
+        .map_err(failed)?
         .spawn()
         .map_err(|e| failed(format!("cannot run {}: {e}", argv[0])))?;
     let output = tokio::time::timeout(spec.frame_timeout, child.wait_with_output())
@@ -96,4 +81,31 @@ async fn exec(
             stderr.trim()
         )))
     }
+}
+
+/// A command for `argv` + `args` as the service would run it: its `PATH` and environment
+/// (nothing of corrald's), its user and working directory; output piped, killed if dropped.
+pub(crate) fn command(
+    spec: &Service,
+    argv: &[String],
+    args: &[String],
+) -> Result<tokio::process::Command, String> {
+    let program = resolve_program(&argv[0], spec.path_env()).map_err(|e| e.to_string())?;
+    let mut command = std::process::Command::new(program);
+    command
+        .args(&argv[1..])
+        .args(args)
+        .env_clear()
+        .env("PATH", spec.path_env())
+        .envs(&spec.environment)
+        .current_dir(&spec.working_directory)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(user) = &spec.user {
+        drop_privileges(&mut command, user, spec).map_err(|e| e.to_string())?;
+    }
+    let mut command = tokio::process::Command::from(command);
+    command.kill_on_drop(true);
+    Ok(command)
 }

@@ -16,6 +16,7 @@ use zbus::{Connection, ObjectPath, Variant};
 use super::manager::ManagerObject;
 use super::service::ServiceObject;
 use crate::control::ControlRegistry;
+use crate::jobs::{JobOutcome, JobsHandle};
 use crate::manager_status::ManagerStatus;
 use crate::names::{MANAGER_INTERFACE, MANAGER_PATH, SERVICE_INTERFACE, service_path};
 use crate::supervisor::{Event, EventReceiver, Handle, ServiceStatus};
@@ -27,6 +28,7 @@ pub async fn run(
     mut events: EventReceiver,
     supervisor: Handle,
     controls: ControlRegistry,
+    jobs: JobsHandle,
     manager: watch::Receiver<ManagerStatus>,
 ) {
     let last_manager = manager.borrow().clone();
@@ -34,6 +36,7 @@ pub async fn run(
         connection,
         supervisor,
         controls,
+        jobs,
         last: HashMap::new(),
         manager,
         last_manager,
@@ -50,6 +53,8 @@ struct Publisher {
     supervisor: Handle,
     /// Handed to each service object, for `Call`.
     controls: ControlRegistry,
+    /// Handed to each service object, for `RunRecipe`.
+    jobs: JobsHandle,
     /// The last published status of each exported service: what `PropertiesChanged` diffs
     /// against.
     last: HashMap<String, Arc<ServiceStatus>>,
@@ -67,6 +72,7 @@ impl Publisher {
                     name.clone(),
                     self.supervisor.clone(),
                     self.controls.clone(),
+                    self.jobs.clone(),
                     status,
                 );
                 self.connection
@@ -84,6 +90,20 @@ impl Publisher {
             }
             Event::Transition(transition) => self.transition(&transition).await?,
             Event::Manager => self.manager_changed().await?,
+            Event::Job(report) => {
+                let path = ObjectPath::try_from(service_path(&report.service))?;
+                let emitter = SignalEmitter::new(&self.connection, path)?;
+                match report.outcome {
+                    JobOutcome::Finished { status } => {
+                        ServiceObject::job_finished(&emitter, report.id, &report.recipe, status)
+                            .await?
+                    }
+                    JobOutcome::Failed { error } => {
+                        ServiceObject::job_failed(&emitter, report.id, &report.recipe, &error)
+                            .await?
+                    }
+                }
+            }
             Event::Barrier(done) => {
                 let _ = done.send(());
             }

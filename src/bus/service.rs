@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
 use zbus::{Connection, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
 use crate::control::ControlRegistry;
+use crate::jobs::JobsHandle;
 use crate::process::signal::from_number;
 use crate::supervisor::{Handle, ServiceStatus};
 
@@ -19,6 +21,7 @@ pub struct ServiceObject {
     name: String,
     supervisor: Handle,
     controls: ControlRegistry,
+    jobs: JobsHandle,
     status: watch::Receiver<Arc<ServiceStatus>>,
 }
 
@@ -27,12 +30,14 @@ impl ServiceObject {
         name: String,
         supervisor: Handle,
         controls: ControlRegistry,
+        jobs: JobsHandle,
         status: watch::Receiver<Arc<ServiceStatus>>,
     ) -> ServiceObject {
         ServiceObject {
             name,
             supervisor,
             controls,
+            jobs,
             status,
         }
     }
@@ -121,6 +126,37 @@ impl ServiceObject {
         authorize(connection, &header, Action::Manage).await?;
         call_method(&self.supervisor, &self.controls, &self.name, method, args).await
     }
+
+    /// Queues a job running `recipe` (see the `Recipes` property); returns its id. Its end
+    /// is announced by `JobFinished` or `JobFailed`.
+    async fn run_recipe(
+        &self,
+        recipe: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<u64, BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        self.supervisor.spec(&self.name).await?;
+        Ok(self.jobs.run(&self.name, recipe).await?)
+    }
+
+    /// A recipe job ended: `status` is 0, or the exit status of the step that failed.
+    #[zbus(signal)]
+    pub async fn job_finished(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        recipe: &str,
+        status: i32,
+    ) -> zbus::Result<()>;
+
+    /// A step of a recipe job could not be run.
+    #[zbus(signal)]
+    pub async fn job_failed(
+        emitter: &SignalEmitter<'_>,
+        id: u64,
+        recipe: &str,
+        error: &str,
+    ) -> zbus::Result<()>;
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn name(&self) -> String {

@@ -69,6 +69,8 @@ pub enum Command {
         method: String,
         args: Vec<String>,
     },
+    /// Queue a job running one of a service's recipes; prints the job id.
+    RunRecipe { service: String, recipe: String },
     /// Re-read the configuration and apply it; prints the transitions applied.
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.

@@ -45,6 +45,19 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::RunRecipe { service, recipe } => {
+            manager(cx).await?.get_service(&service).await?;
+            let id = client::service(&cx.connection, &service)
+                .await?
+                .run_recipe(&recipe)
+                .await?;
+            if cx.json {
+                println!("{}", json!({ "job": id }));
+            } else {
+                println!("{id}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload => reload(cx).await,
         Command::Monitor => {
             super::monitor::run(&cx.connection, cx.json).await?;

@@ -243,6 +243,13 @@ impl Supervisor {
             Command::Subscribe(name, reply) => {
                 let _ = reply.send(self.units.get(&name).map(|u| u.status_tx.subscribe()));
             }
+            Command::SetJobs(name, active, queued) => {
+                if let Some(unit) = self.units.get_mut(&name) {
+                    unit.active_jobs = active;
+                    unit.queued_jobs = queued;
+                }
+                self.publish(&name);
+            }
             Command::SetOnline(name, online) => {
                 if let Some(unit) = self.units.get_mut(&name) {
                     unit.online = online;

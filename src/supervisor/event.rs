@@ -27,6 +27,8 @@ pub enum Event {
     Transition(Transition),
     /// The manager's properties changed.
     Manager,
+    /// A recipe job ended: `JobFinished` or `JobFailed` on its service's object.
+    Job(crate::jobs::JobReport),
     /// Reply once every earlier event has been published.
     Barrier(oneshot::Sender<()>),
 }

@@ -102,6 +102,7 @@ pub(crate) enum Command {
     RunningAmong(Vec<String>, oneshot::Sender<Vec<String>>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
+    SetJobs(String, u32, u32),
 }
 
 /// A cheap, cloneable handle on the supervisor task.
@@ -188,6 +189,14 @@ impl Handle {
         self.ask(|r| Command::Spec(name.to_owned(), r))
             .await
             .unwrap_or(Err(CommandError::ShuttingDown))
+    }
+
+    /// Publishes a service's running and queued recipe jobs.
+    pub async fn set_jobs(&self, name: &str, active: u32, queued: u32) {
+        let _ = self
+            .commands
+            .send(Command::SetJobs(name.to_owned(), active, queued))
+            .await;
     }
 
     /// Publishes whether a service's control connection is up.

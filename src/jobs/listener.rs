@@ -1,0 +1,34 @@
+//! Keeps the jobs task's recipes, workers and schedules in step with the configuration.
+
+use std::sync::Arc;
+
+use super::JobsHandle;
+use crate::config::Config;
+use crate::transitions::{Listener, Step, StepFuture};
+
+/// Registers recipes and worker pools for transitions.
+pub struct JobsListener(pub JobsHandle);
+
+impl Listener for JobsListener {
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn on_step<'a>(&'a self, step: &'a Step<'a>, _new: &'a Config) -> StepFuture<'a> {
+        Box::pin(async move {
+            match step {
+                Step::ServicesCreated(list) | Step::ServicesChanged(list) => {
+                    for (name, spec) in list.iter() {
+                        self.0.configure(name, Some(Arc::new(spec.clone())));
+                    }
+                }
+                Step::ServicesDestroyed(names) => {
+                    for name in names.iter() {
+                        self.0.configure(name, None);
+                    }
+                }
+                _ => {}
+            }
+        })
+    }
+}
