@@ -38,13 +38,12 @@ pub fn run(artifact: Artifact) -> ExitCode {
 
 /// Renders `artifact` into `out` (a buffer: a write error there would be a bug).
 pub fn render(artifact: Artifact, out: &mut Vec<u8>) {
-    let mut command = Cli::command();
     let shell = match artifact {
         Artifact::Bash => Shell::Bash,
         Artifact::Zsh => Shell::Zsh,
         Artifact::Fish => Shell::Fish,
         Artifact::Man => {
-            clap_mangen::Man::new(command)
+            clap_mangen::Man::new(Cli::command())
                 .section("1")
                 .manual("corral manual")
                 .render(out)
@@ -52,7 +51,28 @@ pub fn render(artifact: Artifact, out: &mut Vec<u8>) {
             return;
         }
     };
+    let mut command = without_hidden_subcommands(Cli::command());
     clap_complete::generate(shell, &mut command, "corralctl", out);
+}
+
+/// `command` less its hidden subcommands (`generate` itself): clap_mangen leaves them
+/// out, but clap_complete would offer them on Tab.
+fn without_hidden_subcommands(command: clap::Command) -> clap::Command {
+    let visible: Vec<clap::Command> = command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set())
+        .cloned()
+        .collect();
+    // clap's names and versions are `'static` (no "string" feature): spell them out.
+    let mut trimmed = clap::Command::new("corralctl")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(command.is_propagate_version_set())
+        .args(command.get_arguments().cloned())
+        .subcommands(visible);
+    if let Some(about) = command.get_about() {
+        trimmed = trimmed.about(about.clone());
+    }
+    trimmed
 }
 
 #[cfg(test)]
@@ -72,6 +92,13 @@ mod tests {
             for verb in ["list", "status", "reload", "monitor"] {
                 assert!(text.contains(verb), "{artifact:?} lacks {verb}");
             }
+        }
+    }
+
+    #[test]
+    fn completions_do_not_offer_the_hidden_generate() {
+        for artifact in [Artifact::Bash, Artifact::Zsh, Artifact::Fish] {
+            assert!(!rendered(artifact).contains("generate"), "{artifact:?}");
         }
     }
 
