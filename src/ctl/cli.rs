@@ -75,4 +75,10 @@ pub enum Command {
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.
     Monitor,
+    /// Write shell completions or the man page to stdout (for packagers).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        artifact: super::generate::Artifact,
+    },
 }

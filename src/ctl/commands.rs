@@ -63,6 +63,7 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
             super::monitor::run(&cx.connection, cx.json).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Generate { artifact } => Ok(super::generate::run(artifact)),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod commands;
+pub mod generate;
 pub mod monitor;
 pub mod output;
 
@@ -15,6 +16,10 @@ pub use cli::{Cli, Command};
 
 /// Runs one `corralctl` invocation.
 pub async fn run(cli: Cli) -> ExitCode {
+    // Packaging runs this at build time, where there is no bus to connect to.
+    if let Command::Generate { artifact } = cli.command {
+        return generate::run(artifact);
+    }
     let connection = match connect(&cli).await {
         Ok(connection) => connection,
         Err(err) => {
