@@ -118,7 +118,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let connection = bus::connect(&options.bus, manager, UpcallObject::new(upcalls.clone()))
         .await
         .map_err(DaemonError::Bus)?;
-    tracing::info!("serving {BUS_NAME} as {:?}", connection.unique_name());
+    let unique = connection
+        .unique_name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    tracing::info!("serving {BUS_NAME} as {unique}");
     let publisher = tokio::spawn(bus::publisher::run(
         connection.clone(),
         event_stream,
