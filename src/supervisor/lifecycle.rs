@@ -435,26 +435,36 @@ impl Supervisor {
             return;
         };
         self.watch_main(name, run_id, watch);
-        let unit = self.units.get_mut(name).expect("unit exists");
-        let Phase::Starting(mut run) =
-            std::mem::replace(&mut unit.phase, Phase::Inactive { failed: false })
-        else {
-            unreachable!("checked above")
-        };
-        if let Some(timer) = run.timer.take() {
-            timer.abort();
+        if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
+            run.main_pid = pid;
+            run.main_group = group_led_by(pid);
         }
-        run.main_pid = pid;
-        run.main_group = group_led_by(pid);
-        unit.phase = Phase::Running { run, paused: false };
         tracing::info!(
             service = name,
             pid,
             "forked; main PID from {}",
             path.display()
         );
-        self.settle_start(name, Ok(()));
+        self.become_ready(name);
         self.publish(name);
+    }
+
+    /// A starting service is ready (READY=1, or its pidfile read): it is running now, and
+    /// whoever waits for the start hears so.
+    fn become_ready(&mut self, name: &str) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut unit.phase, Phase::Inactive { failed: false });
+        let Phase::Starting(mut run) = phase else {
+            unit.phase = phase;
+            return;
+        };
+        if let Some(timer) = run.timer.take() {
+            timer.abort();
+        }
+        unit.phase = Phase::Running { run, paused: false };
+        self.settle_start(name, Ok(()));
     }
 
     pub(super) fn on_notify(&mut self, name: &str, run_id: u64, messages: Vec<NotifyMessage>) {
@@ -478,17 +488,8 @@ impl Supervisor {
                 NotifyMessage::Stopping => tracing::debug!(service = name, "STOPPING=1"),
             }
         }
-        if ready && matches!(unit.phase, Phase::Starting(_)) {
-            let Phase::Starting(mut run) =
-                std::mem::replace(&mut unit.phase, Phase::Inactive { failed: false })
-            else {
-                unreachable!("checked above")
-            };
-            if let Some(timer) = run.timer.take() {
-                timer.abort();
-            }
-            unit.phase = Phase::Running { run, paused: false };
-            self.settle_start(name, Ok(()));
+        if ready {
+            self.become_ready(name);
         }
         self.publish(name);
     }
