@@ -18,6 +18,9 @@
 //! - `fanout BUS CLIENTS SECS TARGET`: unicast signals to CLIENTS receivers; TARGET `bus`
 //!   is a trivial emitter (the raw rate), `corral` is upcall invalidations (pending).
 //! - `wait-active BUS N`: waits until N services are listed active (bounded).
+//! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
+//!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
+//!   and a `ListServices` that returns a prebuilt list; prints `ready`, serves until killed.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -53,6 +56,7 @@ fn main() -> Result<()> {
             "restart-gaps" => restart_gaps(&arg(1)),
             "fanout" => fanout(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
             "wait-active" => wait_active(&arg(1), arg(2).parse()?).await,
+            "trivial-server" => trivial_server(&arg(1), arg(2).parse()?).await,
             other => Err(format!("unknown subcommand {other}").into()),
         }
     })?;
@@ -241,8 +245,10 @@ async fn reload(address: &str) -> Result<serde_json::Value> {
         .filter(|s| s.4 != 0 && before.get(&s.0) == Some(&s.4))
         .count();
     let active = after.iter().filter(|s| s.2 == "active").count();
-    Ok(json!({"ms": ms(elapsed), "transitions": transitions.len(), "services": after.len(),
-              "pids_kept": kept, "active": active}))
+    Ok(
+        json!({"ms": ms(elapsed), "transitions": transitions.len(), "services": after.len(),
+              "pids_kept": kept, "active": active}),
+    )
 }
 
 fn monotonic_ns() -> u128 {
@@ -362,8 +368,10 @@ async fn fanout(
     for r in receivers {
         r.abort();
     }
-    Ok(json!({"target": target, "clients": clients, "sent": sent, "received": got,
-              "per_s": got as f64 / elapsed.as_secs_f64()}))
+    Ok(
+        json!({"target": target, "clients": clients, "sent": sent, "received": got,
+              "per_s": got as f64 / elapsed.as_secs_f64()}),
+    )
 }
 
 /// Waits (bounded by 60 s) until `n` services are listed and all active.
@@ -372,11 +380,67 @@ async fn wait_active(address: &str, n: usize) -> Result<serde_json::Value> {
     let manager = manager(&connection).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let list = manager.list_services().await?;
+        // Before corrald owns its name the call fails; that is "not yet", too.
+        let list = manager.list_services().await.unwrap_or_default();
         let active = list.iter().filter(|s| s.2 == "active").count();
         if active >= n || Instant::now() > deadline {
             return Ok(json!({"listed": list.len(), "active": active}));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+type ServiceRow = (String, String, String, String, u32, zbus::OwnedObjectPath);
+
+struct TrivialService;
+
+#[zbus::interface(name = "org.corral.Corral1.Service")]
+impl TrivialService {
+    #[zbus(property)]
+    fn active_state(&self) -> String {
+        "active".into()
+    }
+}
+
+struct TrivialManager {
+    rows: Vec<ServiceRow>,
+}
+
+#[zbus::interface(name = "org.corral.Corral1.Manager")]
+impl TrivialManager {
+    fn list_services(&self) -> Vec<ServiceRow> {
+        self.rows.clone()
+    }
+}
+
+/// A zbus peer that does nothing but answer: what any zbus service costs per call.
+async fn trivial_server(address: &str, n: usize) -> Result<serde_json::Value> {
+    let rows: Vec<ServiceRow> = (0..n)
+        .map(|i| {
+            let name = format!("s{i}");
+            let path = corral::names::service_path(&name)
+                .try_into()
+                .expect("valid path");
+            (
+                name,
+                String::new(),
+                "active".into(),
+                "running".into(),
+                1,
+                path,
+            )
+        })
+        .collect();
+    let mut builder = zbus::connection::Builder::address(address)
+        .serve_at("/org/corral/Corral1", TrivialManager { rows });
+    for i in 0..n {
+        builder = builder.serve_at(
+            corral::names::service_path(&format!("s{i}")),
+            TrivialService,
+        );
+    }
+    let _connection = builder.name("org.corral.Corral1").build().await?;
+    println!("ready");
+    std::future::pending::<()>().await;
+    unreachable!()
 }
