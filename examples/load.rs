@@ -226,20 +226,31 @@ async fn throughput(
               "per_s": total as f64 / longest.as_secs_f64()}))
 }
 
-/// One `Reload()`, timed, with each service's main PID before and after.
+/// One `Reload()`, timed, with each service's main PID before and after. Each call is
+/// bounded, and a call that gets no reply says which one it was.
 async fn reload(address: &str) -> Result<serde_json::Value> {
+    const BOUND: Duration = Duration::from_secs(60);
+    async fn bounded<T>(
+        what: &str,
+        call: impl std::future::Future<Output = zbus::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(BOUND, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(format!("{what}: no reply within {BOUND:?}").into()),
+        }
+    }
     let connection = connect(address).await?;
     let manager = manager(&connection).await?;
-    let before: std::collections::HashMap<String, u32> = manager
-        .list_services()
-        .await?
-        .into_iter()
-        .map(|s| (s.0, s.4))
-        .collect();
+    let before: std::collections::HashMap<String, u32> =
+        bounded("ListServices before Reload", manager.list_services())
+            .await?
+            .into_iter()
+            .map(|s| (s.0, s.4))
+            .collect();
     let t = Instant::now();
-    let transitions = manager.reload().await?;
+    let transitions = bounded("Reload", manager.reload()).await?;
     let elapsed = t.elapsed();
-    let after = manager.list_services().await?;
+    let after = bounded("ListServices after Reload", manager.list_services()).await?;
     let kept = after
         .iter()
         .filter(|s| s.4 != 0 && before.get(&s.0) == Some(&s.4))
