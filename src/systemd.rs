@@ -60,11 +60,18 @@ impl Notifier {
     }
 }
 
+/// How long one sd_notify message may wait for room in the receiver's queue.
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Sends one datagram to `path`; a leading `@` names an abstract socket, as in systemd.
 fn send_datagram(path: &std::path::Path, message: &[u8]) -> std::io::Result<usize> {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     let socket = UnixDatagram::unbound()?;
+    // Bounded: these sends run on tokio worker threads, and a receiver that stops reading
+    // (the kernel queues only `net.unix.max_dgram_qlen` datagrams, 10 by default) once
+    // stalled the reloader before its reply, so `Reload()` never returned.
+    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     let bytes = path.as_os_str().as_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
