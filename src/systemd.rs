@@ -60,14 +60,18 @@ impl Notifier {
     }
 }
 
+/// How long one sd_notify message may wait for room in the receiver's queue.
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Sends one datagram to `path`; a leading `@` names an abstract socket, as in systemd.
 fn send_datagram(path: &std::path::Path, message: &[u8]) -> std::io::Result<usize> {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::ffi::OsStrExt;
     let socket = UnixDatagram::unbound()?;
-    // Never wait on the receiver: a service manager that does not read its socket must not
-    // stall corrald. A full queue fails with EAGAIN and the message is dropped (logged).
-    socket.set_nonblocking(true)?;
+    // Bounded, not non-blocking: a busy systemd must still get READY=1 (its queue holds
+    // only `net.unix.max_dgram_qlen` datagrams, 10 by default), but a receiver that stops
+    // reading must not stall corrald — it once kept `Reload()` from ever returning.
+    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
     let bytes = path.as_os_str().as_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
         let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
@@ -125,10 +129,17 @@ mod tests {
         let path = dir.path().join("notify");
         let _listener = UnixDatagram::bind(&path).unwrap();
         let notifier = Notifier::new(Some(path));
-        // Far more than a datagram queue holds; each send returns at once.
-        for _ in 0..10_000 {
+        // More than the receiver's queue holds: once it is full, each send gives up after
+        // SEND_TIMEOUT instead of waiting for ever.
+        let started = std::time::Instant::now();
+        for _ in 0..20 {
             notifier.status("filling the queue of a receiver that never reads");
         }
+        assert!(
+            started.elapsed() < SEND_TIMEOUT * 25,
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 /// journald's stream socket, where systemd connects its services' stdout.
 pub const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
@@ -102,8 +102,16 @@ pub fn forward(
     }
 }
 
-async fn copy_lines(prefix: String, stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
+async fn copy_lines(prefix: String, mut stream: impl AsyncRead + Unpin) {
+    // Most services never write a byte, and a `BufReader`'s 8 KiB per stream was a third
+    // of corrald's heap at 1000 services. So wait for the first bytes with a small
+    // buffer, and only then read through a full-sized one.
+    let mut first = [0u8; 64];
+    let n = match stream.read(&mut first).await {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    let mut lines = BufReader::new((&first[..n]).chain(stream)).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         // One locked write per line, so lines of different services never interleave.
         let _ = writeln!(io::stderr().lock(), "{prefix}{line}");

@@ -1,0 +1,457 @@
+//! The benchmarks' load generator (`bench/run` drives it; see README "Performance").
+//!
+//! One subcommand per measurement; each prints one JSON object on stdout. Processes it
+//! does not start itself (dbus-daemon, corrald, supervisord) are started, timed and
+//! cleaned up by `bench/run`; this program only talks to them over the bus, so the
+//! client side of every comparison is the same zbus code.
+//!
+//! - `floor N`: spawn N `/bin/sleep infinity` one after another, waiting for each exec
+//!   (std's spawn returns once exec succeeded), then kill them: the cold-start floor.
+//! - `latency BUS CALLS`: sequential round trips, interleaved in blocks: the bus's own
+//!   `GetId`, `Get(ActiveState)` on services, `ListServices`.
+//! - `throughput BUS CLIENTS SECS TARGET`: CLIENTS connections calling sequentially for
+//!   SECS; TARGET is `corral` (Get ActiveState) or `bus` (GetId).
+//! - `reload BUS`: one `Reload()` timed, with the PIDs before and after.
+//! - `child LOG`: a restarting service for the restart-reaction scenario: appends
+//!   `start <ns>` at once, `exit <ns>` 20 ms later, and exits 1.
+//! - `restart-gaps LOG`: reads that log and prints the exit → next start gaps.
+//! - `fanout BUS CLIENTS SECS TARGET`: unicast signals to CLIENTS receivers; TARGET `bus`
+//!   is a trivial emitter (the raw rate), `corral` is upcall invalidations (pending).
+//! - `wait-active BUS N`: waits until N services are listed active (bounded).
+//! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
+//!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
+//!   and a `ListServices` that returns a prebuilt list; prints `ready`, serves until killed.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use corral::client::{ManagerProxy, service};
+use futures_util::StreamExt;
+use serde_json::json;
+use zbus::Connection;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> String {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| panic!("missing argument {i}; see the module doc"))
+    };
+    // `child` must start fast and does no async work.
+    if arg(0) == "child" {
+        return child(&arg(1));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let out = runtime.block_on(async {
+        match arg(0).as_str() {
+            "floor" => floor(arg(1).parse()?),
+            "latency" => latency(&arg(1), arg(2).parse()?).await,
+            "throughput" => throughput(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
+            "reload" => reload(&arg(1)).await,
+            "restart-gaps" => restart_gaps(&arg(1)),
+            "fanout" => fanout(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
+            "wait-active" => wait_active(&arg(1), arg(2).parse()?).await,
+            "trivial-server" => trivial_server(&arg(1), arg(2).parse()?).await,
+            other => Err(format!("unknown subcommand {other}").into()),
+        }
+    })?;
+    println!("{out}");
+    Ok(())
+}
+
+async fn connect(address: &str) -> Result<Connection> {
+    Ok(zbus::connection::Builder::address(address).build().await?)
+}
+
+async fn manager(connection: &Connection) -> Result<ManagerProxy<'static>> {
+    Ok(ManagerProxy::builder(connection)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentiles(mut samples: Vec<f64>) -> serde_json::Value {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    json!({"n": samples.len(), "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": at(1.0)})
+}
+
+/// The cold-start floor: what spawning N processes costs this machine, with nothing else.
+fn floor(n: usize) -> Result<serde_json::Value> {
+    use std::os::unix::process::CommandExt;
+    let start = Instant::now();
+    let mut children = Vec::with_capacity(n);
+    for _ in 0..n {
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("infinity")
+            .process_group(0)
+            .stdin(std::process::Stdio::null())
+            .spawn()?;
+        children.push(child);
+    }
+    let elapsed = start.elapsed();
+    for child in &mut children {
+        let _ = child.kill();
+    }
+    for child in &mut children {
+        let _ = child.wait();
+    }
+    Ok(json!({"n": n, "ms": ms(elapsed)}))
+}
+
+/// Sequential round trips from one connection, in alternating blocks of 10 so drifts in
+/// machine load hit all three kinds alike.
+async fn latency(address: &str, calls: usize) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let list = manager.list_services().await?;
+    let names: Vec<String> = list.iter().map(|s| s.0.clone()).collect();
+    let mut proxies = Vec::new();
+    for name in names.iter().take(64) {
+        proxies.push(service(&connection, name).await?);
+    }
+    let (mut getid, mut get, mut listing) = (Vec::new(), Vec::new(), Vec::new());
+    let mut i = 0;
+    while getid.len() < calls {
+        for _ in 0..10 {
+            let t = Instant::now();
+            connection
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus"),
+                    "GetId",
+                    &(),
+                )
+                .await?;
+            getid.push(ms(t.elapsed()) * 1e3);
+        }
+        if !proxies.is_empty() {
+            for _ in 0..10 {
+                let proxy = &proxies[i % proxies.len()];
+                i += 1;
+                let t = Instant::now();
+                let state = proxy.active_state().await?;
+                get.push(ms(t.elapsed()) * 1e3);
+                std::hint::black_box(state);
+            }
+        }
+        // ListServices is ~100× larger; fewer samples.
+        if getid.len() % 50 == 0 {
+            let t = Instant::now();
+            let list = manager.list_services().await?;
+            listing.push(ms(t.elapsed()));
+            std::hint::black_box(list);
+        }
+    }
+    Ok(json!({
+        "services": names.len(),
+        "getid_us": percentiles(getid),
+        "get_active_state_us": if get.is_empty() { json!(null) } else { percentiles(get) },
+        "list_services_ms": if listing.is_empty() { json!(null) } else { percentiles(listing) },
+    }))
+}
+
+/// CLIENTS connections each calling in a loop for SECS; calls per second over all.
+async fn throughput(
+    address: &str,
+    clients: usize,
+    secs: f64,
+    target: &str,
+) -> Result<serde_json::Value> {
+    let mut tasks = Vec::new();
+    let names: Vec<String> = if target == "corral" {
+        let connection = connect(address).await?;
+        manager(&connection)
+            .await?
+            .list_services()
+            .await?
+            .into_iter()
+            .map(|s| s.0)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients));
+    for c in 0..clients {
+        let address = address.to_owned();
+        let target = target.to_owned();
+        let names = names.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let connection = connect(&address).await?;
+            let proxy = match names.get(c % names.len().max(1)) {
+                Some(name) => Some(service(&connection, name).await?),
+                None => None,
+            };
+            barrier.wait().await;
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs_f64(secs);
+            let mut count = 0u64;
+            while Instant::now() < deadline {
+                if target == "corral" {
+                    proxy.as_ref().expect("services").active_state().await?;
+                } else {
+                    connection
+                        .call_method(
+                            Some("org.freedesktop.DBus"),
+                            "/org/freedesktop/DBus",
+                            Some("org.freedesktop.DBus"),
+                            "GetId",
+                            &(),
+                        )
+                        .await?;
+                }
+                count += 1;
+            }
+            Result::Ok((count, start.elapsed()))
+        }));
+    }
+    let (mut total, mut longest) = (0u64, Duration::ZERO);
+    for task in tasks {
+        let (count, elapsed) = task.await??;
+        total += count;
+        longest = longest.max(elapsed);
+    }
+    Ok(json!({"target": target, "clients": clients, "calls": total,
+              "per_s": total as f64 / longest.as_secs_f64()}))
+}
+
+/// One `Reload()`, timed, with each service's main PID before and after. Each call is
+/// bounded, and a call that gets no reply says which one it was.
+async fn reload(address: &str) -> Result<serde_json::Value> {
+    const BOUND: Duration = Duration::from_secs(60);
+    async fn bounded<T>(
+        what: &str,
+        call: impl std::future::Future<Output = zbus::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(BOUND, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(format!("{what}: no reply within {BOUND:?}").into()),
+        }
+    }
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let before: std::collections::HashMap<String, u32> =
+        bounded("ListServices before Reload", manager.list_services())
+            .await?
+            .into_iter()
+            .map(|s| (s.0, s.4))
+            .collect();
+    let t = Instant::now();
+    let transitions = bounded("Reload", manager.reload()).await?;
+    let elapsed = t.elapsed();
+    let after = bounded("ListServices after Reload", manager.list_services()).await?;
+    let kept = after
+        .iter()
+        .filter(|s| s.4 != 0 && before.get(&s.0) == Some(&s.4))
+        .count();
+    let active = after.iter().filter(|s| s.2 == "active").count();
+    Ok(
+        json!({"ms": ms(elapsed), "transitions": transitions.len(), "services": after.len(),
+              "pids_kept": kept, "active": active}),
+    )
+}
+
+fn monotonic_ns() -> u128 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u128 * 1_000_000_000 + t.tv_nsec as u128
+}
+
+/// A service that exits 20 ms after it starts, logging both moments (CLOCK_MONOTONIC is
+/// system-wide, so gaps between processes are meaningful).
+fn child(log: &str) -> Result<()> {
+    let started = monotonic_ns();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)?;
+    file.write_all(format!("start {started}\n").as_bytes())?;
+    std::thread::sleep(Duration::from_millis(20));
+    file.write_all(format!("exit {}\n", monotonic_ns()).as_bytes())?;
+    std::process::exit(1);
+}
+
+fn restart_gaps(log: &str) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(log)?;
+    let mut last_exit: Option<u128> = None;
+    let mut gaps = Vec::new();
+    for line in text.lines() {
+        let Some((kind, ns)) = line.split_once(' ') else {
+            continue;
+        };
+        let ns: u128 = ns.parse()?;
+        match kind {
+            "exit" => last_exit = Some(ns),
+            "start" => {
+                if let Some(exit) = last_exit.take() {
+                    gaps.push((ns - exit) as f64 / 1e6);
+                }
+            }
+            _ => {}
+        }
+    }
+    if gaps.is_empty() {
+        return Err("no restarts logged".into());
+    }
+    Ok(json!({"gap_ms": percentiles(gaps)}))
+}
+
+/// Unicast signals to `clients` receivers for `secs`; received signals per second.
+async fn fanout(
+    address: &str,
+    clients: usize,
+    secs: f64,
+    target: &str,
+) -> Result<serde_json::Value> {
+    if target != "bus" {
+        // The corral side needs org.corral.Corral1.Upcall (Watch + a service sending
+        // upcall.invalidate over its control socket); it is not merged yet.
+        return Ok(json!({"target": target, "pending": "upcalls not merged"}));
+    }
+    let mut receivers = Vec::new();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut names = Vec::new();
+    for _ in 0..clients {
+        let connection = connect(address).await?;
+        names.push(connection.unique_name().expect("unique name").to_string());
+        let mut stream = zbus::MessageStream::from(&connection);
+        let received = received.clone();
+        receivers.push(tokio::spawn(async move {
+            let _keep = connection;
+            while let Some(Ok(message)) = stream.next().await {
+                if message.header().member().is_some_and(|m| m == "Invalidate") {
+                    received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let emitter = connect(address).await?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut sent = 0u64;
+    let attrs = vec!["mtime".to_owned()];
+    while Instant::now() < deadline {
+        // 64 in flight: the emitter's own round of awaits should not be the limit.
+        let batch = (0..64).map(|k| {
+            let dest = names[(sent as usize + k) % names.len()].clone();
+            let emitter = &emitter;
+            let attrs = &attrs;
+            async move {
+                emitter
+                    .emit_signal(
+                        Some(dest.as_str()),
+                        "/org/corral/Bench",
+                        "org.corral.Bench",
+                        "Invalidate",
+                        &("svc", "/x", attrs),
+                    )
+                    .await
+            }
+        });
+        for r in futures_util::future::join_all(batch).await {
+            r?;
+        }
+        sent += 64;
+    }
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while received.load(std::sync::atomic::Ordering::Relaxed) < sent
+        && Instant::now() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    let got = received.load(std::sync::atomic::Ordering::Relaxed);
+    for r in receivers {
+        r.abort();
+    }
+    Ok(
+        json!({"target": target, "clients": clients, "sent": sent, "received": got,
+              "per_s": got as f64 / elapsed.as_secs_f64()}),
+    )
+}
+
+/// Waits (bounded by 60 s) until `n` services are listed and all active.
+async fn wait_active(address: &str, n: usize) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Before corrald owns its name the call fails; that is "not yet", too.
+        let list = manager.list_services().await.unwrap_or_default();
+        let active = list.iter().filter(|s| s.2 == "active").count();
+        if active >= n || Instant::now() > deadline {
+            return Ok(json!({"listed": list.len(), "active": active}));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+type ServiceRow = (String, String, String, String, u32, zbus::OwnedObjectPath);
+
+struct TrivialService;
+
+#[zbus::interface(name = "org.corral.Corral1.Service")]
+impl TrivialService {
+    #[zbus(property)]
+    fn active_state(&self) -> String {
+        "active".into()
+    }
+}
+
+struct TrivialManager {
+    rows: Vec<ServiceRow>,
+}
+
+#[zbus::interface(name = "org.corral.Corral1.Manager")]
+impl TrivialManager {
+    fn list_services(&self) -> Vec<ServiceRow> {
+        self.rows.clone()
+    }
+}
+
+/// A zbus peer that does nothing but answer: what any zbus service costs per call.
+async fn trivial_server(address: &str, n: usize) -> Result<serde_json::Value> {
+    let rows: Vec<ServiceRow> = (0..n)
+        .map(|i| {
+            let name = format!("s{i}");
+            let path = corral::names::service_path(&name)
+                .try_into()
+                .expect("valid path");
+            (
+                name,
+                String::new(),
+                "active".into(),
+                "running".into(),
+                1,
+                path,
+            )
+        })
+        .collect();
+    let mut builder = zbus::connection::Builder::address(address)
+        .serve_at("/org/corral/Corral1", TrivialManager { rows });
+    for i in 0..n {
+        builder = builder.serve_at(
+            corral::names::service_path(&format!("s{i}")),
+            TrivialService,
+        );
+    }
+    let _connection = builder.name("org.corral.Corral1").build().await?;
+    println!("ready");
+    std::future::pending::<()>().await;
+    unreachable!()
+}
