@@ -16,7 +16,11 @@
 //!   `start <ns>` at once, `exit <ns>` 20 ms later, and exits 1.
 //! - `restart-gaps LOG`: reads that log and prints the exit → next start gaps.
 //! - `fanout BUS CLIENTS SECS TARGET`: unicast signals to CLIENTS receivers; TARGET `bus`
-//!   is a trivial emitter (the raw rate), `corral` is upcall invalidations (pending).
+//!   is a trivial emitter (the raw rate); `corral` is upcall invalidations: every client
+//!   `Watch`es one resource of the service `emitter`, which `Call("burst")` makes send
+//!   invalidation frames over its control socket, each fanned out to all clients.
+//! - `emitter SOCK`: that service: answers corrald's control connection on SOCK; the
+//!   request `burst N RESOURCE` sends N `upcall.invalidate` frames, then the reply.
 //! - `wait-active BUS N`: waits until N services are listed active (bounded).
 //! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
 //!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
@@ -40,8 +44,10 @@ fn main() -> Result<()> {
             .unwrap_or_else(|| panic!("missing argument {i}; see the module doc"))
     };
     // `child` must start fast and does no async work.
-    if arg(0) == "child" {
-        return child(&arg(1));
+    match arg(0).as_str() {
+        "child" => return child(&arg(1)),
+        "emitter" => return emitter(&arg(1)),
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -295,25 +301,34 @@ fn restart_gaps(log: &str) -> Result<serde_json::Value> {
     Ok(json!({"gap_ms": percentiles(gaps)}))
 }
 
-/// Unicast signals to `clients` receivers for `secs`; received signals per second.
+/// Unicast signals to `clients` receivers for about `secs`; received signals per second,
+/// from the first send to the last receipt (so what was queued counts only once it
+/// arrived).
 async fn fanout(
     address: &str,
     clients: usize,
     secs: f64,
     target: &str,
 ) -> Result<serde_json::Value> {
-    if target != "bus" {
-        // The corral side needs org.corral.Corral1.Upcall (Watch + a service sending
-        // upcall.invalidate over its control socket); it is not merged yet.
-        return Ok(json!({"target": target, "pending": "upcalls not merged"}));
-    }
-    let mut receivers = Vec::new();
     let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut receivers = Vec::new();
     let mut names = Vec::new();
     for _ in 0..clients {
         let connection = connect(address).await?;
         names.push(connection.unique_name().expect("unique name").to_string());
+        // The stream exists before any Watch, so no signal can slip past it.
         let mut stream = zbus::MessageStream::from(&connection);
+        if target == "corral" {
+            connection
+                .call_method(
+                    Some("org.corral.Corral1"),
+                    "/org/corral/Corral1",
+                    Some(corral::names::UPCALL_INTERFACE),
+                    "Watch",
+                    &(FANOUT_SERVICE, FANOUT_RESOURCE),
+                )
+                .await?;
+        }
         let received = received.clone();
         receivers.push(tokio::spawn(async move {
             let _keep = connection;
@@ -324,9 +339,37 @@ async fn fanout(
             }
         }));
     }
-    let emitter = connect(address).await?;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(secs);
+    let sent = match target {
+        "bus" => emit_raw(address, &names, secs).await?,
+        "corral" => burst(address, secs).await? * clients as u64,
+        other => return Err(format!("fanout target {other}: bus or corral").into()),
+    };
+    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    while received.load(std::sync::atomic::Ordering::Relaxed) < sent
+        && Instant::now() < drain_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed();
+    let got = received.load(std::sync::atomic::Ordering::Relaxed);
+    for r in receivers {
+        r.abort();
+    }
+    Ok(
+        json!({"target": target, "clients": clients, "sent": sent, "received": got,
+              "ms": ms(elapsed), "per_s": got as f64 / elapsed.as_secs_f64()}),
+    )
+}
+
+const FANOUT_SERVICE: &str = "emitter";
+const FANOUT_RESOURCE: &str = "/bench/resource";
+
+/// The raw rate: one connection sending unicast signals round-robin to `names` for
+/// `secs`, 64 in flight. Returns how many it sent.
+async fn emit_raw(address: &str, names: &[String], secs: f64) -> Result<u64> {
+    let emitter = connect(address).await?;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut sent = 0u64;
     let attrs = vec!["mtime".to_owned()];
     while Instant::now() < deadline {
@@ -342,7 +385,7 @@ async fn fanout(
                         "/org/corral/Bench",
                         "org.corral.Bench",
                         "Invalidate",
-                        &("svc", "/x", attrs),
+                        &(FANOUT_SERVICE, FANOUT_RESOURCE, attrs),
                     )
                     .await
             }
@@ -352,21 +395,76 @@ async fn fanout(
         }
         sent += 64;
     }
-    let drain_deadline = Instant::now() + Duration::from_secs(10);
-    while received.load(std::sync::atomic::Ordering::Relaxed) < sent
-        && Instant::now() < drain_deadline
-    {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    Ok(sent)
+}
+
+/// Makes the `emitter` service send invalidation frames through corrald: about `secs`
+/// worth at the bus's raw rate for 100 clients (~500 frames/s), so a slower corral
+/// simply takes longer. Waits (bounded) for corrald's control connection first. Returns
+/// how many frames were sent.
+async fn burst(address: &str, secs: f64) -> Result<u64> {
+    let connection = connect(address).await?;
+    let emitter = service(&connection, FANOUT_SERVICE).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !emitter.online().await.unwrap_or(false) {
+        if Instant::now() > deadline {
+            return Err("the emitter service is not Online after 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let elapsed = start.elapsed();
-    let got = received.load(std::sync::atomic::Ordering::Relaxed);
-    for r in receivers {
-        r.abort();
+    let frames = (secs * 500.0).ceil() as u64;
+    let reply = manager(&connection)
+        .await?
+        .call(
+            FANOUT_SERVICE,
+            "burst",
+            &[frames.to_string(), FANOUT_RESOURCE.to_owned()],
+        )
+        .await?;
+    if reply != format!("sent {frames}") {
+        return Err(format!("burst: unexpected reply {reply:?}").into());
     }
-    Ok(
-        json!({"target": target, "clients": clients, "sent": sent, "received": got,
-              "per_s": got as f64 / elapsed.as_secs_f64()}),
-    )
+    Ok(frames)
+}
+
+/// The fan-out scenario's service: listens on `sock` for corrald's control connection
+/// and answers `burst N RESOURCE` by writing N invalidation frames, then the reply.
+/// Plain blocking I/O: a full socket buffer holds the writer back, as it would any
+/// service that invalidates faster than corrald relays.
+fn emitter(sock: &str) -> Result<()> {
+    use std::io::{BufRead, BufReader, BufWriter};
+    let _ = std::fs::remove_file(sock);
+    let listener = std::os::unix::net::UnixListener::bind(sock)?;
+    // corrald reconnects after a lost connection; serve each in turn.
+    for stream in listener.incoming() {
+        let stream = stream?;
+        let mut out = BufWriter::new(stream.try_clone()?);
+        for line in BufReader::new(stream).lines() {
+            let request: serde_json::Value = serde_json::from_str(&line?)?;
+            let params = request["params"].as_array().cloned().unwrap_or_default();
+            let result = match (request["method"].as_str(), params.as_slice()) {
+                (Some("burst"), [n, resource]) => {
+                    let n: u64 = n.as_str().unwrap_or("").parse()?;
+                    let frame = json!({"jsonrpc": "2.0", "method": "upcall.invalidate",
+                                       "params": {"resource": resource, "attrs": ["mtime"]}});
+                    let frame = format!("{frame}\n");
+                    for _ in 0..n {
+                        out.write_all(frame.as_bytes())?;
+                    }
+                    json!({"result": format!("sent {n}")})
+                }
+                _ => json!({"error": {"code": -32601, "message": "burst N RESOURCE only"}}),
+            };
+            let mut reply = json!({"jsonrpc": "2.0", "id": request["id"]});
+            reply
+                .as_object_mut()
+                .expect("object")
+                .extend(result.as_object().expect("object").clone());
+            writeln!(out, "{reply}")?;
+            out.flush()?;
+        }
+    }
+    Ok(())
 }
 
 /// Waits (bounded by 60 s) until `n` services are listed and all active.

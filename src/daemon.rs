@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::upcall::UpcallObject;
 use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
 use crate::config::{self, ConfigErrors, ConfigSource};
-use crate::control::{ControlListener, ControlRegistry, Notification};
+use crate::control::{ControlListener, ControlRegistry};
 use crate::jobs::{self, JobsListener};
 use crate::manager_status::{DaemonState, ManagerStatus};
 use crate::names::BUS_NAME;
@@ -26,7 +26,7 @@ use crate::reload::{self, Loader};
 use crate::supervisor::{self, Event, SupervisorListener};
 use crate::systemd::Notifier;
 use crate::transitions::Applier;
-use crate::upcall::{self, UpcallHandle, UpcallListener, UpcallSettings};
+use crate::upcall::{self, UpcallListener, UpcallSettings};
 
 /// Everything `run` needs from outside.
 #[derive(Debug, Clone)]
@@ -93,7 +93,8 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     );
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
-    let (notifications_tx, notifications) = tokio::sync::mpsc::unbounded_channel();
+    let (notifications_tx, notifications) =
+        tokio::sync::mpsc::channel(upcall::relay::NOTIFICATION_QUEUE);
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
@@ -131,8 +132,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         jobs,
         manager_rx,
     ));
-    tokio::spawn(relay_notifications(notifications, upcalls.clone()));
-    tokio::spawn(bus::upcall::deliver(connection.clone(), deliveries));
+    let (sent_tx, sent) = tokio::sync::watch::channel(0);
+    tokio::spawn(upcall::relay::run(notifications, upcalls.clone(), sent));
+    tokio::spawn(bus::upcall::deliver(
+        connection.clone(),
+        deliveries,
+        sent_tx,
+    ));
     tokio::spawn({
         let (connection, upcalls) = (connection.clone(), upcalls.clone());
         async move {
@@ -245,46 +251,6 @@ async fn watchdog(
                     notifier.watchdog();
                 }
             }
-        }
-    }
-}
-
-/// Routes notifications from services' control channels to the upcall core. A
-/// notification of the wrong shape is logged and dropped.
-async fn relay_notifications(
-    mut notifications: tokio::sync::mpsc::UnboundedReceiver<Notification>,
-    upcalls: UpcallHandle,
-) {
-    while let Some(n) = notifications.recv().await {
-        let resource = n.params.get("resource").and_then(|r| r.as_str());
-        match (n.method.as_str(), resource) {
-            ("upcall.invalidate", Some(resource)) => {
-                let attrs = match n.params.get("attrs") {
-                    None => Some(Vec::new()),
-                    Some(serde_json::Value::Array(items)) => items
-                        .iter()
-                        .map(|a| a.as_str().map(str::to_owned))
-                        .collect::<Option<Vec<_>>>(),
-                    Some(_) => None,
-                };
-                match attrs {
-                    Some(attrs) => upcalls.invalidate(&n.service, resource, attrs).await,
-                    None => tracing::warn!(
-                        service = n.service,
-                        "dropped upcall.invalidate: attrs must be an array of strings"
-                    ),
-                }
-            }
-            ("upcall.conflict", Some(resource)) => upcalls.conflict(&n.service, resource).await,
-            ("upcall.invalidate" | "upcall.conflict", None) => tracing::warn!(
-                service = n.service,
-                "dropped {}: params must be an object with a string \"resource\"",
-                n.method
-            ),
-            (method, _) => tracing::warn!(
-                service = n.service,
-                "dropped unknown notification {method:?}"
-            ),
         }
     }
 }

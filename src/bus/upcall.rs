@@ -5,7 +5,7 @@
 //! (NameOwnerChanged).
 
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use zbus::message::Header;
 use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
@@ -104,11 +104,26 @@ impl UpcallObject {
     ) -> zbus::Result<()>;
 }
 
-/// Sends each delivery of the upcall core as a unicast signal to its client.
-pub async fn deliver(connection: Connection, mut deliveries: mpsc::UnboundedReceiver<Delivery>) {
+/// Sends each delivery of the upcall core as a unicast signal to its client, and counts
+/// the `Invalidate`s sent (failed ones too: they are no longer waiting) on `sent`, for the
+/// relay's flow control.
+pub async fn deliver(
+    connection: Connection,
+    mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    sent: watch::Sender<u64>,
+) {
+    let mut invalidations = 0u64;
     while let Some(delivery) = deliveries.recv().await {
         if let Err(err) = deliver_one(&connection, &delivery).await {
             tracing::debug!("cannot deliver {delivery:?}: {err}");
+        }
+        if matches!(delivery, Delivery::Invalidate { .. }) {
+            invalidations += 1;
+            // Waking the relay for every signal would cost more than the signal; it
+            // waits for a backlog to shrink, so every 64th and an empty queue will do.
+            if invalidations.is_multiple_of(64) || deliveries.is_empty() {
+                sent.send_replace(invalidations);
+            }
         }
     }
 }

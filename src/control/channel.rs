@@ -101,7 +101,7 @@ pub fn spawn(
     socket: PathBuf,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
-    notifications: mpsc::UnboundedSender<Notification>,
+    notifications: mpsc::Sender<Notification>,
 ) -> (ControlHandle, tokio::task::AbortHandle) {
     let (calls, rx) = mpsc::channel(256);
     let handle = ControlHandle {
@@ -124,7 +124,7 @@ struct Connection {
     socket: PathBuf,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
-    notifications: mpsc::UnboundedSender<Notification>,
+    notifications: mpsc::Sender<Notification>,
     calls: mpsc::Receiver<Call>,
 }
 
@@ -227,7 +227,9 @@ impl Connection {
                     pending.insert(next_id, call.reply);
                 }
                 read = read_frame(&mut reader, &mut line) => match read {
-                    Ok(true) => self.dispatch(&line, &mut pending),
+                    // Awaits room for a notification: a full relay stops this reading,
+                    // which holds back the service (see upcall::relay).
+                    Ok(true) => self.dispatch(&line, &mut pending).await,
                     Ok(false) => break,
                     Err(ReadError::TooLong) => tracing::warn!(service = self.service, "dropped a control frame: {}", FrameError::TooLong),
                     Err(ReadError::Io(err)) => {
@@ -247,7 +249,7 @@ impl Connection {
         }
     }
 
-    fn dispatch(
+    async fn dispatch(
         &self,
         line: &[u8],
         pending: &mut HashMap<u64, oneshot::Sender<Result<Value, CallError>>>,
@@ -264,11 +266,14 @@ impl Connection {
                 ),
             },
             Ok(Incoming::Notification { method, params }) => {
-                let _ = self.notifications.send(Notification {
-                    service: self.service.clone(),
-                    method,
-                    params,
-                });
+                let _ = self
+                    .notifications
+                    .send(Notification {
+                        service: self.service.clone(),
+                        method,
+                        params,
+                    })
+                    .await;
             }
             Err(err) => {
                 let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();

@@ -26,15 +26,12 @@ struct Entry {
 pub struct ControlRegistry {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
     supervisor: Handle,
-    notifications: mpsc::UnboundedSender<Notification>,
+    notifications: mpsc::Sender<Notification>,
 }
 
 impl ControlRegistry {
     /// A registry whose connections send service notifications to `notifications`.
-    pub fn new(
-        supervisor: Handle,
-        notifications: mpsc::UnboundedSender<Notification>,
-    ) -> ControlRegistry {
+    pub fn new(supervisor: Handle, notifications: mpsc::Sender<Notification>) -> ControlRegistry {
         ControlRegistry {
             entries: Arc::new(Mutex::new(HashMap::new())),
             supervisor,

@@ -28,6 +28,8 @@ pub(super) struct Upcalls {
     pub(super) timers: BTreeSet<(Instant, Timer)>,
     /// The next lease id; ids are never reused within a run.
     next_lease: u64,
+    /// `Invalidate` deliveries queued since the start: the relay's flow-control ticket.
+    pub(super) invalidations_queued: u64,
 }
 
 impl Upcalls {
@@ -44,6 +46,7 @@ impl Upcalls {
             lease_home: HashMap::new(),
             timers: BTreeSet::new(),
             next_lease: 1,
+            invalidations_queued: 0,
         }
     }
 
@@ -120,7 +123,7 @@ impl Upcalls {
                 done,
             } => {
                 self.invalidate(ResourceKey::new(&service, &resource), attrs);
-                let _ = done.send(());
+                let _ = done.send(self.invalidations_queued);
             }
             Command::Conflict {
                 service,

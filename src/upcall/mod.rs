@@ -13,6 +13,7 @@
 //! - `actor.rs` — the task, its loop and timers, services and clients coming and going.
 //! - `state.rs` — the data the task keeps per resource and per client.
 //! - `watches.rs` — watch, unwatch, invalidate, expiry.
+//! - `relay.rs` — services' notifications in, with flow control against slow delivery.
 //! - `leases.rs` — acquire, release, recall, revoke, the FIFO queue.
 //! - `listener.rs` — keeps the task in step with the configuration on reload.
 //!
@@ -43,6 +44,7 @@
 mod actor;
 mod leases;
 mod listener;
+pub mod relay;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -153,7 +155,7 @@ pub(crate) enum Command {
         service: String,
         resource: String,
         attrs: Vec<String>,
-        done: oneshot::Sender<()>,
+        done: oneshot::Sender<u64>,
     },
     Conflict {
         service: String,
@@ -262,14 +264,18 @@ impl UpcallHandle {
     }
 
     /// The service reports that `resource` changed: every watcher gets an `Invalidate`.
-    pub async fn invalidate(&self, service: &str, resource: &str, attrs: Vec<String>) {
+    /// Returns how many `Invalidate` deliveries have been queued since the task started,
+    /// this one's included (0 when shutting down): once the D-Bus layer has sent that
+    /// many, this invalidation is out (see [`relay`]).
+    pub async fn invalidate(&self, service: &str, resource: &str, attrs: Vec<String>) -> u64 {
         self.ask(|done| Command::Invalidate {
             service: service.to_owned(),
             resource: resource.to_owned(),
             attrs,
             done,
         })
-        .await;
+        .await
+        .unwrap_or(0)
     }
 
     /// The service needs `resource` back: recall every lease on it, revoke at the timeout.

@@ -78,6 +78,7 @@ impl Upcalls {
                 attrs: attrs.clone(),
             });
             self.set_watch_deadline(&client, &key, deadline);
+            self.invalidations_queued += 1;
         }
     }
 

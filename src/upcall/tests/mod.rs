@@ -2,6 +2,7 @@
 //! channel; time is paused, so recall timeouts and expiry are measured exactly.
 
 mod leases;
+mod relay;
 mod tally;
 mod watches;
 
