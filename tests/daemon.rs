@@ -29,8 +29,11 @@ restart = "no"
     // The bus name is owned by the time READY=1 is sent.
     let conn = bus.connect().await;
     assert_eq!(manager(&conn).await.list_services().await.unwrap().len(), 3);
-    let b_pids = pids_with_cmdline("sleep 7702");
-    assert_eq!(b_pids.len(), 1);
+    // READY=1 means b's shell was spawned; its own children come a moment later.
+    eventually("b's shell forked sleep 7702", || {
+        pids_with_cmdline("sleep 7702").len() == 1
+    })
+    .await;
 
     corrald.signal(nix::sys::signal::Signal::SIGTERM);
     corrald.wait_notify("STOPPING=1").await;

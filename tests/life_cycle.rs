@@ -317,3 +317,51 @@ async fn services_start_in_dependency_order_and_stop_in_reverse() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_wide_batch_is_spawned_together_and_each_service_gets_its_own_process() {
+    // 40 independent services are one round of the start batch, spawned from several
+    // threads (src/supervisor/launch.rs); the last one waits for all of them.
+    let bus = TestBus::start();
+    let mut config = String::new();
+    for i in 0..40 {
+        config += &format!("[services.w{i:02}]\nexec = [\"sleep\", \"78{i:02}\"]\n");
+    }
+    let all: Vec<String> = (0..40).map(|i| format!("\"w{i:02}\"")).collect();
+    config += &format!(
+        "[services.last]\nexec = [\"sleep\", \"7899\"]\nafter = [{}]\n",
+        all.join(", ")
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let mut pids = std::collections::HashSet::new();
+    for i in (0..40).map(|i| format!("{i:02}")).chain(["99".to_owned()]) {
+        let name = if i == "99" {
+            "last".to_owned()
+        } else {
+            format!("w{i}")
+        };
+        let svc = service(&conn, &name).await;
+        assert_eq!(svc.active_state().await.unwrap(), "active", "{name}");
+        let pid = svc.main_pid().await.unwrap();
+        // The process is this service's own, not another launch's of the same round.
+        assert_eq!(pids_with_cmdline(&format!("sleep 78{i}")), [pid], "{name}");
+        assert!(pids.insert(pid));
+    }
+    let last = service(&conn, "last")
+        .await
+        .state_change_timestamp()
+        .await
+        .unwrap();
+    for i in 0..40 {
+        let started = service(&conn, &format!("w{i:02}"))
+            .await
+            .state_change_timestamp()
+            .await
+            .unwrap();
+        assert!(
+            started <= last,
+            "w{i:02} started after the service that waits for it"
+        );
+    }
+}

@@ -301,11 +301,11 @@ async fn a_start_racing_a_reload_gets_a_consistent_answer() {
     let m = manager(&conn).await;
 
     // Start a slow service, and reload while it is starting.
+    let mut recorder = SignalRecorder::new(&conn).await;
     let starting = tokio::spawn({
         let s = slow_service.clone();
         async move { s.start().await }
     });
-    let mut recorder = SignalRecorder::new(&conn).await;
     recorder.until("ServiceStateChanged", "activating").await;
     corrald.write_config(&format!(
         "{config}[services.extra]\nexec = [\"sleep\", \"8102\"]\n"

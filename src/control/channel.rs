@@ -177,6 +177,12 @@ impl Connection {
         let mut delay = RETRY_FIRST;
         loop {
             match UnixStream::connect(&self.socket).await {
+                // `pid` may be stale: when this task lags behind a restart, the socket
+                // already belongs to the next process. Serving it as `pid`'s would flap
+                // Online (true, then false at the status change); start over instead.
+                Ok(_) if running_pid(&self.status.borrow_and_update()) != Some(pid) => {
+                    return None;
+                }
                 Ok(stream) => return Some(stream),
                 Err(err) => tracing::debug!(
                     service = self.service,

@@ -1,7 +1,7 @@
 //! The supervisor task itself: its state, its loop, and the handling of each command. The
 //! life-cycle verbs (start, stop, exit) live in `lifecycle.rs`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::batch::{Batch, BatchKind};
 use super::event::Event;
+use super::launch::{Launch, spawn_all};
 use super::status::{ServiceStatus, Summary, now_usec};
 use super::unit::{Phase, Unit, Waiter};
 use super::{Command, Reply, ServiceSummary, Settings};
@@ -374,8 +375,11 @@ impl Supervisor {
         self.settings.events.send(Event::Service(snapshot));
     }
 
-    /// Hands a start or stop outcome to whoever waits for it.
+    /// Hands a start or stop outcome to whoever waits for it. The state it reports is
+    /// published first: the waiter's reply can reach a client (which then reads
+    /// properties) before this task gets to its own `publish`.
     pub(super) fn resolve(&mut self, name: &str, waiter: Waiter, result: CommandResult) {
+        self.publish(name);
         match waiter {
             Waiter::Reply(reply) => {
                 let _ = reply.send(result);
@@ -413,16 +417,55 @@ impl Supervisor {
         }
     }
 
+    /// Launches the batch members released so far. Fresh starts (inactive units) are
+    /// prepared one by one, then spawned together (see `launch`); anything else first
+    /// lets those spawns finish, so it sees their units as started.
     fn launch_ready(&mut self) {
-        while let Some((id, name)) = self.ready.pop_front() {
-            let Some(kind) = self.batches.get(&id).map(|b| b.kind) else {
-                continue;
-            };
-            match kind {
-                BatchKind::Start => self.start_unit(&name, Waiter::Batch(id)),
-                BatchKind::Stop => self.stop_unit(&name, Waiter::Batch(id)),
+        let mut launches: Vec<Launch> = Vec::new();
+        let mut launching: HashSet<String> = HashSet::new();
+        while !self.ready.is_empty() {
+            while let Some((id, name)) = self.ready.pop_front() {
+                let Some(kind) = self.batches.get(&id).map(|b| b.kind) else {
+                    continue;
+                };
+                let fresh = kind == BatchKind::Start
+                    && !launching.contains(&name)
+                    && self
+                        .units
+                        .get(&name)
+                        .is_some_and(|u| matches!(u.phase, Phase::Inactive { .. }));
+                if fresh {
+                    self.units
+                        .get_mut(&name)
+                        .expect("unit exists")
+                        .start_waiters
+                        .push(Waiter::Batch(id));
+                    if let Some(launch) = self.prepare_launch(&name) {
+                        launching.insert(name);
+                        launches.push(launch);
+                    }
+                    continue;
+                }
+                self.spawn_launches(&mut launches, &mut launching);
+                match kind {
+                    BatchKind::Start => self.start_unit(&name, Waiter::Batch(id)),
+                    BatchKind::Stop => self.stop_unit(&name, Waiter::Batch(id)),
+                }
             }
+            // Finishing a launch can settle it and release more members: go round again.
+            self.spawn_launches(&mut launches, &mut launching);
         }
+    }
+
+    fn spawn_launches(&mut self, launches: &mut Vec<Launch>, launching: &mut HashSet<String>) {
+        if launches.is_empty() {
+            return;
+        }
+        let spawned = spawn_all(launches, &self.settings.output);
+        for (launch, spawned) in launches.drain(..).zip(spawned) {
+            self.finish_launch(launch, spawned);
+        }
+        launching.clear();
     }
 
     fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {

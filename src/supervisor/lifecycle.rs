@@ -12,13 +12,14 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::actor::{Internal, SignalAction, Supervisor};
+use super::launch::Launch;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::{RestartPolicy, ServiceType};
 use crate::error::{CommandError, CommandResult};
 use crate::process::group;
 use crate::process::pidfd::ProcessWatch;
 use crate::process::signal::{signal_group, signal_main};
-use crate::process::{SpawnRequest, pidfile, spawn};
+use crate::process::{SpawnError, pidfile, spawn};
 use crate::service_notify::{NotifyMessage, NotifySocket};
 
 /// How long to wait before looking for a forking daemon's pidfile again. The daemon may
@@ -100,12 +101,20 @@ impl Supervisor {
     }
 
     /// Starts a new run of `name`: adopts a daemon its pidfile names, or spawns one.
-    fn launch(&mut self, name: &str) {
+    pub(super) fn launch(&mut self, name: &str) {
+        if let Some(launch) = self.prepare_launch(name) {
+            let request = launch.request(&self.settings.output);
+            let spawned = spawn(&request);
+            self.finish_launch(launch, spawned);
+        }
+    }
+
+    /// Everything of a launch before the spawn: the start limit, adopting a daemon its
+    /// pidfile names, the notify socket. `None` when that settled the start already.
+    pub(super) fn prepare_launch(&mut self, name: &str) -> Option<Launch> {
         let now = Instant::now();
         let run_id = self.new_run_id();
-        let Some(unit) = self.units.get_mut(name) else {
-            return;
-        };
+        let unit = self.units.get_mut(name)?;
         let spec = unit.spec.clone();
         if !unit.restarts.admit_start(&spec, now) {
             unit.phase = Phase::Inactive { failed: true };
@@ -116,7 +125,8 @@ impl Supervisor {
             tracing::warn!(service = name, "{}", unit.last_error);
             let err = CommandError::StartFailed(unit.last_error.clone());
             self.settle_start(name, Err(err));
-            return self.publish(name);
+            self.publish(name);
+            return None;
         }
         let running = spec
             .pidfile
@@ -125,7 +135,7 @@ impl Supervisor {
         if let Some(pid) = running
             && self.adopt(name, run_id, pid, now)
         {
-            return;
+            return None;
         }
         let notify = if spec.service_type == ServiceType::Notify {
             let dir = self.settings.runtime_dir.join("notify");
@@ -140,19 +150,37 @@ impl Supervisor {
                         "{name}: cannot create notify socket in {}: {err}",
                         dir.display()
                     );
-                    return self.start_failed(name, message, Duration::ZERO);
+                    self.start_failed(name, message, Duration::ZERO);
+                    return None;
                 }
             }
         } else {
             None
         };
-        let request = SpawnRequest {
+        Some(Launch {
+            name: name.to_owned(),
+            run_id,
+            spec,
+            notify,
+            now,
+        })
+    }
+
+    /// Everything of a launch after the spawn: the child's owner task, the new run.
+    pub(super) fn finish_launch(
+        &mut self,
+        launch: Launch,
+        spawned: Result<tokio::process::Child, SpawnError>,
+    ) {
+        let Launch {
             name,
-            service: &spec,
-            notify_socket: notify.as_ref().map(|s| s.path()),
-            output: &self.settings.output,
-        };
-        let mut child = match spawn(&request) {
+            run_id,
+            spec,
+            notify,
+            now,
+        } = launch;
+        let name = name.as_str();
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => return self.start_failed(name, format!("{name}: {err}"), Duration::ZERO),
         };

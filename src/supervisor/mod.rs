@@ -12,6 +12,7 @@
 mod actor;
 mod batch;
 pub mod event;
+mod launch;
 mod lifecycle;
 mod listener;
 pub mod status;
