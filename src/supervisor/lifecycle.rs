@@ -101,7 +101,7 @@ impl Supervisor {
     }
 
     /// Starts a new run of `name`: adopts a daemon its pidfile names, or spawns one.
-    pub(super) fn launch(&mut self, name: &str) {
+    fn launch(&mut self, name: &str) {
         if let Some(launch) = self.prepare_launch(name) {
             let request = launch.request(&self.settings.output);
             let spawned = spawn(&request);
