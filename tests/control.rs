@@ -181,8 +181,11 @@ async fn reconnects_after_the_service_is_killed() {
         .until("PropertiesChanged", "\"Online\":false")
         .await;
     assert!(!seen.is_empty());
-    online(&conn, &mut recorder, true).await;
-    assert_ne!(svc.main_pid().await.unwrap(), pid);
+    // Online for the new process (the dying one's listener may still accept a moment).
+    wait_until(&mut recorder, || async {
+        svc.online().await.unwrap() && svc.main_pid().await.unwrap() != pid
+    })
+    .await;
     assert_eq!(svc.call("echo", &strings(&["back"])).await.unwrap(), "back");
 
     // Stopped: calls fail at once with a clear error.

@@ -139,22 +139,42 @@ fn running_pid(status: &ServiceStatus) -> Option<u32> {
 
 impl Connection {
     async fn run(mut self) {
+        // How long to wait before dialling the same process again after it dropped us.
+        let mut redial = Duration::ZERO;
+        let mut last_pid = None;
         loop {
             let Some(pid) = self.wait_for_process().await else {
                 return;
             };
-            let Some(stream) = self.connect(pid).await else {
+            if last_pid != Some(pid) {
+                redial = Duration::ZERO;
+                last_pid = Some(pid);
+            }
+            let Some(stream) = self.connect(pid, redial).await else {
                 continue;
             };
+            let connected = tokio::time::Instant::now();
             tracing::info!(
                 service = self.service,
                 "control channel connected to {}",
                 self.socket.display()
             );
             self.supervisor.set_online(&self.service, true).await;
-            self.serve(stream, pid).await;
+            let why = self.serve(stream, pid).await;
             self.supervisor.set_online(&self.service, false).await;
-            tracing::info!(service = self.service, "control channel disconnected");
+            tracing::info!(
+                service = self.service,
+                "control channel disconnected: {why}"
+            );
+            // A connection dropped by a process that is dying (SIGKILL closes its
+            // connections before its listener, which still accepts) or that keeps closing
+            // on us is not redialled at once: that would flap Online, or spin. Waiting
+            // lets the supervisor report the exit first; quick drops back off further.
+            redial = if connected.elapsed() < RETRY_MAX {
+                (redial * 2).clamp(RETRY_FIRST, RETRY_MAX)
+            } else {
+                RETRY_FIRST
+            };
         }
     }
 
@@ -172,9 +192,13 @@ impl Connection {
         }
     }
 
-    /// Connects, retrying with doubling delays while the same process runs.
-    async fn connect(&mut self, pid: u32) -> Option<UnixStream> {
-        let mut delay = RETRY_FIRST;
+    /// Connects after `first` (at once when zero), retrying with doubling delays while the
+    /// same process runs.
+    async fn connect(&mut self, pid: u32, first: Duration) -> Option<UnixStream> {
+        if !first.is_zero() && !self.wait_unless_process_changes(pid, first).await {
+            return None;
+        }
+        let mut delay = first.max(RETRY_FIRST);
         loop {
             match UnixStream::connect(&self.socket).await {
                 // `pid` may be stale: when this task lags behind a restart, the socket
@@ -189,20 +213,28 @@ impl Connection {
                     "control connect: {err}; retrying in {delay:?}"
                 ),
             }
-            let retry = tokio::time::sleep(delay);
-            tokio::pin!(retry);
-            loop {
-                tokio::select! {
-                    _ = &mut retry => break,
-                    changed = self.status.changed() => {
-                        if changed.is_err() || running_pid(&self.status.borrow_and_update()) != Some(pid) {
-                            return None;
-                        }
-                    }
-                    Some(call) = self.calls.recv() => self.refuse(call),
-                }
+            if !self.wait_unless_process_changes(pid, delay).await {
+                return None;
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Sleeps for `delay`, refusing calls meanwhile; `false` as soon as the service no
+    /// longer runs `pid` (or is gone).
+    async fn wait_unless_process_changes(&mut self, pid: u32, delay: Duration) -> bool {
+        let retry = tokio::time::sleep(delay);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                _ = &mut retry => return true,
+                changed = self.status.changed() => {
+                    if changed.is_err() || running_pid(&self.status.borrow_and_update()) != Some(pid) {
+                        return false;
+                    }
+                }
+                Some(call) = self.calls.recv() => self.refuse(call),
+            }
         }
     }
 
@@ -212,14 +244,14 @@ impl Connection {
             .send(Err(CallError::NotConnected(self.service.clone())));
     }
 
-    /// Carries requests and responses until the connection ends or the process changes.
-    async fn serve(&mut self, stream: UnixStream, pid: u32) {
+    /// Carries requests and responses until the connection ends or the process changes;
+    /// returns why it ended.
+    async fn serve(&mut self, stream: UnixStream, pid: u32) -> &'static str {
         let (read, mut write) = stream.into_split();
-        let mut reader = BufReader::new(read);
-        let mut line = Vec::new();
+        let mut frames = FrameReader::new(read);
         let mut pending: HashMap<u64, oneshot::Sender<Result<Value, CallError>>> = HashMap::new();
         let mut next_id = 0u64;
-        loop {
+        let why = loop {
             tokio::select! {
                 Some(call) = self.calls.recv() => {
                     next_id += 1;
@@ -228,31 +260,35 @@ impl Connection {
                     let request = frame::request(next_id, &call.method, &call.params);
                     if let Err(err) = write.write_all(request.as_bytes()).await {
                         let _ = call.reply.send(Err(CallError::Failed(format!("writing to the control socket failed: {err}"))));
-                        break;
+                        break "writing failed";
                     }
                     pending.insert(next_id, call.reply);
                 }
-                read = read_frame(&mut reader, &mut line) => match read {
+                read = frames.next() => match read {
                     // Awaits room for a notification: a full relay stops this reading,
                     // which holds back the service (see upcall::relay).
-                    Ok(true) => self.dispatch(&line, &mut pending).await,
-                    Ok(false) => break,
+                    Ok(true) => self.dispatch(&frames.line, &mut pending).await,
+                    Ok(false) => break "the service closed the connection",
                     Err(ReadError::TooLong) => tracing::warn!(service = self.service, "dropped a control frame: {}", FrameError::TooLong),
                     Err(ReadError::Io(err)) => {
                         tracing::warn!(service = self.service, "control socket read failed: {err}");
-                        break;
+                        break "reading failed";
                     }
                 },
                 changed = self.status.changed() => {
-                    if changed.is_err() || running_pid(&self.status.borrow_and_update()) != Some(pid) {
-                        break;
+                    if changed.is_err() {
+                        break "the service was removed";
+                    }
+                    if running_pid(&self.status.borrow_and_update()) != Some(pid) {
+                        break "its process ended";
                     }
                 }
             }
-        }
+        };
         for (_, reply) in pending {
             let _ = reply.send(Err(CallError::Closed(self.service.clone())));
         }
+        why
     }
 
     async fn dispatch(
@@ -297,38 +333,110 @@ enum ReadError {
     Io(std::io::Error),
 }
 
-/// Reads one `\n`-terminated frame into `line` (without the newline). `Ok(false)` at end of
-/// stream. A frame longer than [`MAX_FRAME`] is skipped up to its newline and reported,
-/// without ever holding more than `MAX_FRAME` bytes.
-async fn read_frame(
-    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
-    line: &mut Vec<u8>,
-) -> Result<bool, ReadError> {
-    line.clear();
-    let mut too_long = false;
-    loop {
-        let buffer = reader.fill_buf().await.map_err(ReadError::Io)?;
-        if buffer.is_empty() {
-            return Ok(false);
+/// Splits the control stream into `\n`-terminated frames. Its state lives here, not in a
+/// future, so `next` is cancel-safe: `serve` polls it in a `select!` that drops it whenever
+/// a call or a status change comes first, and a frame read half-way is kept, not lost.
+struct FrameReader {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    /// The frame so far (without the newline).
+    line: Vec<u8>,
+    /// `line` holds a whole frame that was returned: start afresh on the next call.
+    complete: bool,
+    /// The frame being read passed [`MAX_FRAME`]: skip it up to its newline.
+    too_long: bool,
+}
+
+impl FrameReader {
+    fn new(read: tokio::net::unix::OwnedReadHalf) -> FrameReader {
+        FrameReader {
+            reader: BufReader::new(read),
+            line: Vec::new(),
+            complete: false,
+            too_long: false,
         }
-        let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
-            Some(end) => (&buffer[..end], Some(end + 1)),
-            None => (buffer, None),
-        };
-        if !too_long && line.len() + chunk.len() < MAX_FRAME {
-            line.extend_from_slice(chunk);
-        } else {
-            too_long = true;
-            line.clear();
+    }
+
+    /// The next frame (in `self.line`): `Ok(false)` at end of stream. A frame longer than
+    /// [`MAX_FRAME`] is skipped up to its newline and reported, without ever holding more
+    /// than `MAX_FRAME` bytes.
+    async fn next(&mut self) -> Result<bool, ReadError> {
+        if self.complete {
+            self.line.clear();
+            self.complete = false;
         }
-        let consumed = done.unwrap_or(chunk.len());
-        reader.consume(consumed);
-        if done.is_some() {
-            return if too_long {
-                Err(ReadError::TooLong)
-            } else {
-                Ok(true)
+        loop {
+            // The only await; everything after it up to `consume` runs without yielding.
+            let buffer = self.reader.fill_buf().await.map_err(ReadError::Io)?;
+            if buffer.is_empty() {
+                return Ok(false);
+            }
+            let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
+                Some(end) => (&buffer[..end], Some(end + 1)),
+                None => (buffer, None),
             };
+            if !self.too_long && self.line.len() + chunk.len() < MAX_FRAME {
+                self.line.extend_from_slice(chunk);
+            } else {
+                self.too_long = true;
+                self.line.clear();
+            }
+            let consumed = done.unwrap_or(chunk.len());
+            self.reader.consume(consumed);
+            if done.is_some() {
+                self.complete = true;
+                return if std::mem::take(&mut self.too_long) {
+                    Err(ReadError::TooLong)
+                } else {
+                    Ok(true)
+                };
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    use super::{FrameReader, MAX_FRAME, ReadError};
+
+    #[tokio::test]
+    async fn a_frame_read_half_way_survives_a_cancelled_read() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (read, _write) = ours.into_split();
+        let mut frames = FrameReader::new(read);
+        theirs.write_all(b"{\"jsonrpc\":\"2.0\",").await.unwrap();
+        // serve()'s select! drops the read like this whenever a call comes first.
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), frames.next()).await;
+        assert!(cancelled.is_err(), "no whole frame yet");
+        theirs
+            .write_all(b"\"method\":\"m\"}\nnext\n")
+            .await
+            .unwrap();
+        assert!(matches!(frames.next().await, Ok(true)));
+        assert_eq!(frames.line, b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"}");
+        assert!(matches!(frames.next().await, Ok(true)));
+        assert_eq!(frames.line, b"next");
+        drop(theirs);
+        assert!(matches!(frames.next().await, Ok(false)));
+    }
+
+    #[tokio::test]
+    async fn an_oversize_frame_is_skipped_and_the_next_one_read() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (read, _write) = ours.into_split();
+        let mut frames = FrameReader::new(read);
+        let writer = tokio::spawn(async move {
+            theirs.write_all(&vec![b'x'; MAX_FRAME + 10]).await.unwrap();
+            theirs.write_all(b"\nok\n").await.unwrap();
+            theirs
+        });
+        assert!(matches!(frames.next().await, Err(ReadError::TooLong)));
+        assert!(matches!(frames.next().await, Ok(true)));
+        assert_eq!(frames.line, b"ok");
+        drop(writer.await.unwrap());
     }
 }
