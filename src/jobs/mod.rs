@@ -48,10 +48,8 @@ enum Request {
         recipe: String,
         reply: Option<oneshot::Sender<CommandResult<u64>>>,
     },
-    Done {
-        service: String,
-        report: JobReport,
-    },
+    /// A job ended (its service is `report.service`).
+    Done(JobReport),
 }
 
 /// A cheap handle on the jobs task.
@@ -128,7 +126,8 @@ impl Jobs {
                     }
                     self.start_ready(&service);
                 }
-                Request::Done { service, report } => {
+                Request::Done(report) => {
+                    let service = report.service.clone();
                     if let Some(pool) = self.pools.get_mut(&service) {
                         pool.active = pool.active.saturating_sub(1);
                     }
@@ -225,12 +224,12 @@ impl Jobs {
             tokio::spawn(async move {
                 let outcome = run_steps(&spec, &recipe).await;
                 let report = JobReport {
-                    service: service.clone(),
+                    service,
                     id,
                     recipe,
                     outcome,
                 };
-                let _ = tx.send(Request::Done { service, report });
+                let _ = tx.send(Request::Done(report));
             });
         }
         let (active, queued) = (pool.active, pool.queue.len() as u32);
@@ -259,12 +258,7 @@ async fn run_steps(spec: &Service, recipe: &str) -> JobOutcome {
                 };
             }
             Ok(output) if !output.status.success() => {
-                use std::os::unix::process::ExitStatusExt;
-                let status = output
-                    .status
-                    .code()
-                    .or_else(|| output.status.signal().map(|s| 128 + s))
-                    .unwrap_or(-1);
+                let status = crate::process::exit_code(output.status);
                 tracing::warn!(
                     "recipe {recipe:?} step {} ({}) exited with {status}: {}",
                     i + 1,

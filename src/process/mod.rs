@@ -13,3 +13,14 @@ pub mod spawn;
 
 pub use output::OutputMode;
 pub use spawn::{SpawnError, SpawnRequest, spawn};
+
+/// A process's exit as one number: the exit code, or 128 + the signal number that killed
+/// it (the shell's convention); -1 when it is neither. `ExecMainStatus` and `JobFinished`
+/// report this.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}

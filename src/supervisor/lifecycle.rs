@@ -12,14 +12,14 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::actor::{Internal, SignalAction, Supervisor};
-use super::launch::Launch;
+use super::launch::{Launch, Spawned};
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::{RestartPolicy, ServiceType};
 use crate::error::{CommandError, CommandResult};
 use crate::process::group;
 use crate::process::pidfd::ProcessWatch;
 use crate::process::signal::{signal_group, signal_main};
-use crate::process::{SpawnError, pidfile, spawn};
+use crate::process::{exit_code, pidfile, spawn};
 use crate::service_notify::{NotifyMessage, NotifySocket};
 
 /// How long to wait before looking for a forking daemon's pidfile again. The daemon may
@@ -167,11 +167,7 @@ impl Supervisor {
     }
 
     /// Everything of a launch after the spawn: the child's owner task, the new run.
-    pub(super) fn finish_launch(
-        &mut self,
-        launch: Launch,
-        spawned: Result<tokio::process::Child, SpawnError>,
-    ) {
+    pub(super) fn finish_launch(&mut self, launch: Launch, spawned: Spawned) {
         let Launch {
             name,
             run_id,
@@ -709,14 +705,6 @@ pub(super) fn signal_run(run: &Run, signal: Signal) {
 fn group_led_by(pid: u32) -> Option<u32> {
     let pid = Pid::from_raw(pid as i32);
     (getpgid(Some(pid)).ok() == Some(pid)).then_some(pid.as_raw() as u32)
-}
-
-/// `ExecMainStatus`: the exit code, or 128 + the signal number (the shell's convention).
-fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
 }
 
 /// "exited with status 3", "was killed by SIGKILL", …
