@@ -14,7 +14,6 @@ pub mod methods;
 pub mod names;
 pub mod process;
 pub mod reload;
-pub mod service_notify;
 pub mod supervisor;
 pub mod systemd;
 pub mod transitions;

@@ -2,6 +2,7 @@
 //! life-cycle verbs (start, stop, exit) live in `lifecycle.rs`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use super::unit::{Phase, Unit, Waiter};
 use super::{Command, Reply, ServiceSummary, Settings};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
-use crate::service_notify::NotifyMessage;
+use crate::process::notify::Datagram;
 
 /// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
 /// it is about, so events of a run that is over are ignored.
@@ -40,11 +41,8 @@ pub(super) enum Internal {
         run: u64,
         status: Option<ExitStatus>,
     },
-    Notify {
-        name: String,
-        run: u64,
-        messages: Vec<NotifyMessage>,
-    },
+    /// A datagram on the notify socket, from the process `datagram.pid`.
+    Notify(Datagram),
     StartTimedOut {
         name: String,
         run: u64,
@@ -88,6 +86,11 @@ pub(super) struct Supervisor {
     /// While a reload is applied, client commands that change state wait here.
     reloading: bool,
     deferred: VecDeque<Command>,
+    /// The notify socket's path for `NOTIFY_SOCKET`, or why there is none.
+    pub(super) notify_socket: Result<PathBuf, String>,
+    /// The service each tracked PID belongs to: main PIDs and process-group leaders of the
+    /// current runs. Notify messages are attributed through it.
+    pub(super) pids: HashMap<u32, String>,
     summary: Summary,
     summary_tx: watch::Sender<Summary>,
 }
@@ -95,6 +98,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub(super) fn new(settings: Settings, summary_tx: watch::Sender<Summary>) -> Supervisor {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let notify_socket = super::notify::listen(&settings.runtime_dir, &internal_tx);
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -108,6 +112,8 @@ impl Supervisor {
             ready: VecDeque::new(),
             reloading: false,
             deferred: VecDeque::new(),
+            notify_socket,
+            pids: HashMap::new(),
             summary: Summary::default(),
             summary_tx,
         }
@@ -267,11 +273,7 @@ impl Supervisor {
             Internal::LauncherExited { name, run, status } => {
                 self.on_launcher_exit(&name, run, status)
             }
-            Internal::Notify {
-                name,
-                run,
-                messages,
-            } => self.on_notify(&name, run, messages),
+            Internal::Notify(datagram) => self.on_notify(datagram),
             Internal::StartTimedOut { name, run } => self.on_start_timeout(&name, run),
             Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
             Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),

@@ -7,12 +7,12 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Pid, User, getpgid};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::actor::{Internal, SignalAction, Supervisor};
 use super::launch::{Launch, Spawned};
+use super::notify::group_led_by;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::{RestartPolicy, ServiceType};
 use crate::error::{CommandError, CommandResult};
@@ -20,7 +20,6 @@ use crate::process::group;
 use crate::process::pidfd::ProcessWatch;
 use crate::process::signal::{signal_group, signal_main};
 use crate::process::{exit_code, pidfile, spawn};
-use crate::service_notify::{NotifyMessage, NotifySocket};
 
 /// How long to wait before looking for a forking daemon's pidfile again. The daemon may
 /// write it just after its launcher exits; `start_timeout` bounds the retries.
@@ -138,19 +137,10 @@ impl Supervisor {
             return None;
         }
         let notify = if spec.service_type == ServiceType::Notify {
-            let dir = self.settings.runtime_dir.join("notify");
-            let owner = spec
-                .user
-                .as_deref()
-                .and_then(|u| User::from_name(u).ok().flatten());
-            match NotifySocket::bind(&dir, name, owner.map(|u| (u.uid, u.gid))) {
-                Ok(socket) => Some(socket),
-                Err(err) => {
-                    let message = format!(
-                        "{name}: cannot create notify socket in {}: {err}",
-                        dir.display()
-                    );
-                    self.start_failed(name, message, Duration::ZERO);
+            match &self.notify_socket {
+                Ok(path) => Some(path.clone()),
+                Err(why) => {
+                    self.start_failed(name, format!("{name}: {why}"), Duration::ZERO);
                     return None;
                 }
             }
@@ -172,8 +162,8 @@ impl Supervisor {
             name,
             run_id,
             spec,
-            notify,
             now,
+            ..
         } = launch;
         let name = name.as_str();
         let mut child = match spawned {
@@ -204,8 +194,8 @@ impl Supervisor {
             main_group: None,
             started: now,
             timer: None,
-            notify: None,
         };
+        self.track(name, [Some(pid)]);
         let unit = self.units.get_mut(name).expect("unit exists");
         match spec.service_type {
             ServiceType::Simple => {
@@ -213,9 +203,6 @@ impl Supervisor {
                 self.settle_start(name, Ok(()));
             }
             ServiceType::Notify | ServiceType::Forking => {
-                if let Some(socket) = notify {
-                    run.notify = Some(self.listen_notify(name, run_id, socket));
-                }
                 let timeout = Internal::StartTimedOut {
                     name: name.to_owned(),
                     run: run_id,
@@ -240,8 +227,8 @@ impl Supervisor {
             main_group: group_led_by(pid),
             started: now,
             timer: None,
-            notify: None,
         };
+        self.track(name, [Some(run.main_pid), run.main_group]);
         tracing::info!(
             service = name,
             pid,
@@ -266,27 +253,6 @@ impl Supervisor {
                 status: None,
             });
         });
-    }
-
-    fn listen_notify(&self, name: &str, run: u64, socket: NotifySocket) -> AbortHandle {
-        let tx = self.internal_tx.clone();
-        let name = name.to_owned();
-        tokio::spawn(async move {
-            // The socket lives as long as this task; aborting it removes the socket file.
-            while let Ok(messages) = socket.recv().await {
-                if !messages.is_empty() {
-                    let event = Internal::Notify {
-                        name: name.clone(),
-                        run,
-                        messages,
-                    };
-                    if tx.send(event).is_err() {
-                        break;
-                    }
-                }
-            }
-        })
-        .abort_handle()
     }
 
     /// Sends `event` to the supervisor after `after`; abort the handle to cancel.
@@ -391,6 +357,7 @@ impl Supervisor {
         };
         run.cancel_tasks();
         unit.exec_main_status = status.map_or(-1, exit_code);
+        self.untrack(name, &run);
         let how = describe_exit(status);
         let ran_for = run.started.elapsed();
         match stopping {
@@ -463,6 +430,7 @@ impl Supervisor {
             run.main_pid = pid;
             run.main_group = group_led_by(pid);
         }
+        self.track(name, [Some(pid), group_led_by(pid)]);
         tracing::info!(
             service = name,
             pid,
@@ -475,7 +443,7 @@ impl Supervisor {
 
     /// A starting service is ready (READY=1, or its pidfile read): it is running now, and
     /// whoever waits for the start hears so.
-    fn become_ready(&mut self, name: &str) {
+    pub(super) fn become_ready(&mut self, name: &str) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
@@ -489,33 +457,6 @@ impl Supervisor {
         }
         unit.phase = Phase::Running { run, paused: false };
         self.settle_start(name, Ok(()));
-    }
-
-    pub(super) fn on_notify(&mut self, name: &str, run_id: u64, messages: Vec<NotifyMessage>) {
-        let Some(unit) = self.units.get_mut(name) else {
-            return;
-        };
-        if !unit.is_current(run_id) {
-            return;
-        }
-        let mut ready = false;
-        for message in messages {
-            match message {
-                NotifyMessage::Ready => ready = true,
-                NotifyMessage::Status(text) => unit.status_text = text,
-                NotifyMessage::MainPid(pid) => {
-                    if let Some(run) = unit.run_mut() {
-                        run.main_pid = pid;
-                        run.main_group = group_led_by(pid);
-                    }
-                }
-                NotifyMessage::Stopping => tracing::debug!(service = name, "STOPPING=1"),
-            }
-        }
-        if ready {
-            self.become_ready(name);
-        }
-        self.publish(name);
     }
 
     pub(super) fn on_start_timeout(&mut self, name: &str, run_id: u64) {
@@ -699,12 +640,6 @@ pub(super) fn signal_run(run: &Run, signal: Signal) {
         }
         _ => {}
     }
-}
-
-/// The process group `pid` leads, if it leads one.
-fn group_led_by(pid: u32) -> Option<u32> {
-    let pid = Pid::from_raw(pid as i32);
-    (getpgid(Some(pid)).ok() == Some(pid)).then_some(pid.as_raw() as u32)
 }
 
 /// "exited with status 3", "was killed by SIGKILL", …

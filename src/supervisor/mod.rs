@@ -15,6 +15,7 @@ pub mod event;
 mod launch;
 mod lifecycle;
 mod listener;
+mod notify;
 pub mod status;
 #[cfg(test)]
 mod tests;
@@ -38,7 +39,7 @@ use crate::process::OutputMode;
 /// What the supervisor needs from its surroundings (injected, so tests run it in-process).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where per-service notify sockets are created.
+    /// Where the services' notify socket is created.
     pub runtime_dir: PathBuf,
     pub output: OutputMode,
     pub events: EventSender,

@@ -30,18 +30,13 @@ pub struct Run {
     pub started: Instant,
     /// The pending start or stop timeout.
     pub timer: Option<AbortHandle>,
-    /// The task reading this run's notify socket.
-    pub notify: Option<AbortHandle>,
 }
 
 impl Run {
-    /// Cancels the timers and tasks tied to this run.
+    /// Cancels the timers tied to this run.
     pub fn cancel_tasks(&mut self) {
         if let Some(timer) = self.timer.take() {
             timer.abort();
-        }
-        if let Some(notify) = self.notify.take() {
-            notify.abort();
         }
     }
 }
