@@ -19,7 +19,8 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::frame::{self, FrameError, Incoming, MAX_FRAME};
-use crate::supervisor::{ActiveState, Handle, ServiceStatus};
+use crate::events::{ActiveState, ServiceStatus};
+use crate::supervisor::Handle;
 
 /// First and longest delay between connection attempts.
 const RETRY_FIRST: Duration = Duration::from_millis(10);

@@ -7,4 +7,4 @@ pub mod frame;
 pub mod registry;
 
 pub use channel::{CallError, ControlHandle, Notification};
-pub use registry::{ControlListener, ControlRegistry};
+pub use registry::ControlRegistry;

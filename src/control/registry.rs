@@ -9,9 +9,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::channel::{self, ControlHandle, Notification};
-use crate::config::{Config, Service};
+use crate::config::Service;
 use crate::supervisor::Handle;
-use crate::transitions::{Listener, Step, StepFuture};
 
 struct Entry {
     socket: PathBuf,
@@ -50,7 +49,7 @@ impl ControlRegistry {
 
     /// Makes the connection of `name` match `spec`: started, restarted on a new socket, or
     /// stopped when the service no longer has one.
-    async fn reconcile(&self, name: &str, spec: Option<&Service>) {
+    pub async fn reconcile(&self, name: &str, spec: Option<&Service>) {
         let wanted = spec.and_then(|s| s.control_socket.clone());
         {
             let mut entries = self.entries.lock().expect("not poisoned");
@@ -84,32 +83,5 @@ impl ControlRegistry {
                 task,
             },
         );
-    }
-}
-
-/// Registers the control channel for transitions.
-pub struct ControlListener(pub ControlRegistry);
-
-impl Listener for ControlListener {
-    fn name(&self) -> &'static str {
-        "control-channel"
-    }
-
-    fn on_step<'a>(&'a self, step: &'a Step<'a>, _new: &'a Config) -> StepFuture<'a> {
-        Box::pin(async move {
-            match step {
-                Step::ServicesCreated(list) | Step::ServicesChanged(list) => {
-                    for (name, spec) in list.iter() {
-                        self.0.reconcile(name, Some(spec)).await;
-                    }
-                }
-                Step::ServicesDestroyed(names) => {
-                    for name in names.iter() {
-                        self.0.reconcile(name, None).await;
-                    }
-                }
-                _ => {}
-            }
-        })
     }
 }

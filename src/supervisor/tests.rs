@@ -7,9 +7,10 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{RestartPolicy, Service};
+use crate::events::{self, ActiveState, Event, EventReceiver};
 
 fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
-    let (events, rx) = event::channel();
+    let (events, rx) = events::channel();
     let settings = Settings {
         runtime_dir: dir.to_owned(),
         output: OutputMode::Stderr,

@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::status::{ActiveState, ServiceStatus, SubState, now_usec};
 use crate::config::Service;
 use crate::error::CommandResult;
+use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
 /// late event from an earlier run is recognised and ignored.
