@@ -6,16 +6,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
-use super::channel::{self, ControlHandle, Notification};
+use super::channel::{self, ControlHandle, Notification, Stopper};
 use crate::config::Service;
 use crate::supervisor::Handle;
 
 struct Entry {
     socket: PathBuf,
     handle: ControlHandle,
-    task: AbortHandle,
+    task: Stopper,
 }
 
 /// The control connections by service name. A std `Mutex` is right here: it guards a
@@ -51,18 +50,18 @@ impl ControlRegistry {
     /// stopped when the service no longer has one.
     pub async fn reconcile(&self, name: &str, spec: Option<&Service>) {
         let wanted = spec.and_then(|s| s.control_socket.clone());
-        {
+        let old = {
             let mut entries = self.entries.lock().expect("not poisoned");
             if entries.get(name).map(|e| &e.socket) == wanted.as_ref() {
                 return;
             }
-            if let Some(old) = entries.remove(name) {
-                old.task.abort();
-            }
+            entries.remove(name)
+        };
+        if let Some(old) = old {
+            // Wait for it to end (it clears Online itself) before a new one may set it.
+            old.task.stop().await;
         }
         let Some(socket) = wanted else {
-            // Aborted mid-connection: make sure the property does not stay true.
-            self.supervisor.set_online(name, false).await;
             return;
         };
         let Some(status) = self.supervisor.subscribe(name).await else {
