@@ -10,7 +10,7 @@ use super::error::{ConfigError, SourceText};
 use super::model::{Service, ServiceType};
 use super::raw::{RawService, Text};
 use super::signal::parse_signal;
-use super::{jobs, process, restart};
+use super::{child, restart, work};
 
 /// Builds the service `name` from `raw`, reporting every problem into `errors`. The result
 /// is meaningful only if no error was added.
@@ -102,11 +102,11 @@ pub(crate) fn check_service(
             .flatten()
             .map(|target| target.get_ref().clone())
             .collect(),
-        environment: process::environment(&mut check, raw.environment.as_ref()),
+        environment: child::environment(&mut check, raw.environment.as_ref()),
         user: raw
             .user
             .as_ref()
-            .and_then(|user| process::user(&mut check, user)),
+            .and_then(|user| child::user(&mut check, user)),
         working_directory: check
             .absolute_path(raw.working_directory.as_ref(), "working_directory")
             .unwrap_or(defaults.working_directory),
@@ -135,7 +135,7 @@ pub(crate) fn check_service(
             "stop_timeout",
             defaults.stop_timeout,
         ),
-        methods: jobs::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
+        methods: work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
         control_socket,
         frame_timeout: check.duration(
             raw.frame_timeout.as_ref(),
@@ -143,8 +143,8 @@ pub(crate) fn check_service(
             defaults.frame_timeout,
         ),
         upcall,
-        workers: jobs::workers(&mut check, raw.workers.as_ref(), defaults.workers),
-        recipes: jobs::recipes(&mut check, raw.recipes.as_ref()),
+        workers: work::workers(&mut check, raw.workers.as_ref(), defaults.workers),
+        recipes: work::recipes(&mut check, raw.recipes.as_ref()),
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod frame;
+mod reader;
 pub mod registry;
 
 pub use channel::{CallError, ControlHandle, Notification};

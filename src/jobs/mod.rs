@@ -237,7 +237,7 @@ async fn run_steps(spec: &Service, recipe: &str) -> JobOutcome {
         };
     };
     for (i, step) in recipe_spec.steps.iter().enumerate() {
-        let output = match crate::methods::command(spec, step, &[]) {
+        let output = match crate::process::command::command(spec, step, &[]) {
             Ok(mut command) => command.output().await.map_err(|e| e.to_string()),
             Err(err) => Err(err),
         };

@@ -4,6 +4,7 @@
 //!
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
+pub mod command;
 pub mod group;
 pub mod notify;
 pub mod output;

@@ -1,63 +1,21 @@
 //! The supervisor task itself: its state, its loop, and the handling of each command. The
-//! life-cycle verbs (start, stop, exit) live in `lifecycle.rs`.
+//! life-cycle verbs live in `start.rs`, `stop.rs` and `exit.rs`, process events and timers
+//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
 use super::batch::{Batch, BatchKind};
+use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
 use super::{Command, JobsUpdate, Reply, ServiceSummary, Settings};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{Event, ServiceStatus, Summary, now_usec};
-use crate::process::notify::Datagram;
-
-/// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
-/// it is about, so events of a run that is over are ignored.
-#[derive(Debug)]
-pub(super) enum Internal {
-    /// The main process is gone (`status` is `None` when it was not our child).
-    Exited {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    /// After the main process exited, the rest of its process group is gone too.
-    GroupEmptied {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    /// A forking service's launcher (the process we spawned) exited.
-    LauncherExited {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    /// A datagram on the notify socket, from the process `datagram.pid`.
-    Notify(Datagram),
-    StartTimedOut {
-        name: String,
-        run: u64,
-    },
-    StopTimedOut {
-        name: String,
-        run: u64,
-    },
-    RestartDue {
-        name: String,
-        attempt: u64,
-    },
-    PidfileRetry {
-        name: String,
-        run: u64,
-    },
-}
 
 /// What a Pause/Resume/Kill asks for.
 #[derive(Debug, Clone, Copy)]
@@ -256,21 +214,6 @@ impl Supervisor {
                 }
                 self.publish(&name);
             }
-        }
-    }
-
-    fn handle_internal(&mut self, event: Internal) {
-        match event {
-            Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
-            Internal::GroupEmptied { name, run, status } => self.on_run_over(&name, run, status),
-            Internal::LauncherExited { name, run, status } => {
-                self.on_launcher_exit(&name, run, status)
-            }
-            Internal::Notify(datagram) => self.on_notify(datagram),
-            Internal::StartTimedOut { name, run } => self.on_start_timeout(&name, run),
-            Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
-            Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
-            Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::task::AbortHandle;
 
-use super::actor::{Internal, Supervisor};
+use super::actor::Supervisor;
+use super::internal::Internal;
 use super::unit::Phase;
 use crate::config::RestartPolicy;
 use crate::error::CommandError;

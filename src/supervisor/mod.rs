@@ -6,12 +6,13 @@
 //! Inside, the task reacts to three inputs: commands (from D-Bus and from the transition
 //! applier), process events (exits, notify messages — each child has exactly one owner task
 //! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
-//! changes go out as [`Event`]s to the publisher and into a `watch` per service that the
+//! changes go out as [`Event`](crate::events::Event)s to the publisher and into a `watch` per service that the
 //! D-Bus properties read.
 
 mod actor;
 mod batch;
 mod exit;
+mod internal;
 mod launch;
 mod notify;
 mod start;

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Pid, getpgid};
 use tokio::sync::mpsc;
 
-use super::actor::{Internal, Supervisor};
+use super::actor::Supervisor;
+use super::internal::Internal;
 use super::unit::Run;
 use crate::process::notify::{Datagram, NotifyMessage, NotifySocket};
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::actor::{Internal, Supervisor};
+use super::actor::Supervisor;
+use super::internal::Internal;
 use super::launch::{Launch, Spawned};
 use super::notify::group_led_by;
 use super::unit::{Phase, Run, StopReason, Waiter};

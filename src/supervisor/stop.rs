@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::actor::{Internal, SignalAction, Supervisor};
+use super::actor::{SignalAction, Supervisor};
+use super::internal::Internal;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::error::{CommandError, CommandResult};
 use crate::process::signal::{signal_group, signal_main};

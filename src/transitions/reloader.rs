@@ -13,7 +13,13 @@ use super::Applier;
 use crate::config::{Config, ConfigErrors};
 use crate::error::{CommandError, CommandResult};
 use crate::events::Transition;
-use crate::systemd::Notifier;
+
+/// Told when a reload begins and ends (corrald's systemd notifier sends `RELOADING=1` and
+/// `READY=1`: systemd's notify-reload protocol).
+pub trait ReloadObserver: Send + Sync + 'static {
+    fn reloading(&self);
+    fn reloaded(&self);
+}
 
 /// Reads and validates the configuration (file I/O; run on a blocking thread).
 pub type Loader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -39,8 +45,8 @@ pub fn channel() -> (ReloadHandle, ReloadTask) {
 
 impl ReloadTask {
     /// Starts serving requests with `applier`.
-    pub fn start(self, applier: Applier, loader: Loader, notifier: Notifier) {
-        tokio::spawn(run(applier, loader, notifier, self.0));
+    pub fn start(self, applier: Applier, loader: Loader, observer: impl ReloadObserver) {
+        tokio::spawn(run(applier, loader, observer, self.0));
     }
 }
 
@@ -73,16 +79,16 @@ impl ReloadHandle {
 async fn run(
     mut applier: Applier,
     loader: Loader,
-    notifier: Notifier,
+    observer: impl ReloadObserver,
     mut requests: mpsc::Receiver<Request>,
 ) {
     while let Some(request) = requests.recv().await {
         match request {
             Request::Reload(reply) => {
                 // systemd's notify-reload protocol: RELOADING=1 with the time, then READY=1.
-                notifier.reloading();
+                observer.reloading();
                 let result = reload(&mut applier, &loader).await;
-                notifier.ready();
+                observer.reloaded();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }

@@ -6,6 +6,8 @@
 //! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
 //! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
 
+pub mod systemd;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,13 +25,13 @@ use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
 use crate::supervisor;
-use crate::systemd::Notifier;
 use crate::transitions::Applier;
 use crate::transitions::listeners::{
     ControlListener, JobsListener, ObjectsListener, SupervisorListener, UpcallListener,
 };
 use crate::transitions::reloader::{self, Loader};
 use crate::upcall::{self, UpcallSettings};
+use systemd::Notifier;
 
 /// Everything `run` needs from outside.
 #[derive(Debug, Clone)]
