@@ -1,7 +1,9 @@
 //! One service's control connection (glusterd's connection management): a task that
 //! connects to the service's `control_socket` once its process runs, retries with back-off
 //! until it is up, reconnects after the connection drops or the service restarts, and
-//! keeps the service's `Online` property true while connected.
+//! keeps the service's `Online` property true while connected. Whoever listens on the path
+//! is identified first ([`peer`](super::peer)): a process that is not the service gets no
+//! frame, and the task dials again later, as if nobody had answered.
 //!
 //! Requests from many D-Bus callers are pipelined on the one connection, each matched to
 //! its response by id; each caller bounds its own wait with `frame_timeout`, and a response
@@ -19,6 +21,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::frame::{self, FrameError, Incoming, MAX_FRAME};
+use super::peer::{self, Expected, Peer};
 use crate::supervisor::{ActiveState, Handle, ServiceStatus};
 
 /// First and longest delay between connection attempts.
@@ -95,10 +98,12 @@ impl ControlHandle {
     }
 }
 
-/// Starts the connection task of `service`; it runs until aborted.
+/// Starts the connection task of `service`, which runs as `user` (root when `None`); it
+/// runs until aborted.
 pub fn spawn(
     service: String,
     socket: PathBuf,
+    user: Option<String>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
@@ -111,6 +116,8 @@ pub fn spawn(
     let task = Connection {
         service,
         socket,
+        user,
+        refused: None,
         status,
         supervisor,
         notifications,
@@ -122,6 +129,11 @@ pub fn spawn(
 struct Connection {
     service: String,
     socket: PathBuf,
+    /// The service's `user`: the listener must run as it (as root when `None`).
+    user: Option<String>,
+    /// The last refused listener (main PID, listener's PID), so an impostor that stays is
+    /// reported once per run of the service, not at every redial.
+    refused: Option<(u32, Option<u32>)>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
@@ -154,11 +166,7 @@ impl Connection {
                 continue;
             };
             let connected = tokio::time::Instant::now();
-            tracing::info!(
-                service = self.service,
-                "control channel connected to {}",
-                self.socket.display()
-            );
+            self.refused = None;
             self.supervisor.set_online(&self.service, true).await;
             let why = self.serve(stream, pid).await;
             self.supervisor.set_online(&self.service, false).await;
@@ -207,7 +215,11 @@ impl Connection {
                 Ok(_) if running_pid(&self.status.borrow_and_update()) != Some(pid) => {
                     return None;
                 }
-                Ok(stream) => return Some(stream),
+                Ok(stream) => {
+                    if self.verify(&stream, pid) {
+                        return Some(stream);
+                    }
+                }
                 Err(err) => tracing::debug!(
                     service = self.service,
                     "control connect: {err}; retrying in {delay:?}"
@@ -217,6 +229,72 @@ impl Connection {
                 return None;
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Whether the process listening at the other end of `stream` is the service running
+    /// `pid`; logs a refusal (once per listener and run) and an acceptance.
+    fn verify(&mut self, stream: &UnixStream, pid: u32) -> bool {
+        let peer = match Peer::of(stream) {
+            Ok(peer) => peer,
+            Err(err) => {
+                tracing::warn!(
+                    service = self.service,
+                    "control socket {}: cannot tell who listens there ({err}); not using it",
+                    self.socket.display()
+                );
+                return false;
+            }
+        };
+        let (uid, user) = match self.expected_uid() {
+            Ok(found) => found,
+            Err(message) => {
+                tracing::warn!(service = self.service, "control socket: {message}");
+                return false;
+            }
+        };
+        let spawned_group = self.status.borrow().spawned_group;
+        let expected = Expected {
+            uid,
+            user,
+            main_pid: pid,
+            spawned_group: (spawned_group != 0).then_some(spawned_group),
+        };
+        match peer::verify(peer, &expected) {
+            Ok(membership) => {
+                tracing::info!(
+                    service = self.service,
+                    "control channel connected to {} (listener pid {}: {membership:?})",
+                    self.socket.display(),
+                    peer.pid.unwrap_or(0),
+                );
+                true
+            }
+            Err(refused) => {
+                let key = Some((pid, peer.pid));
+                let message = format!("control socket {}: {refused}", self.socket.display());
+                if self.refused == key {
+                    tracing::debug!(service = self.service, "{message}");
+                } else {
+                    tracing::warn!(service = self.service, "{message}");
+                    self.refused = key;
+                }
+                false
+            }
+        }
+    }
+
+    /// The uid the listener must have, and the user's name for messages.
+    fn expected_uid(&self) -> Result<(u32, String), String> {
+        let Some(name) = &self.user else {
+            return Ok((0, "root".to_owned()));
+        };
+        match nix::unistd::User::from_name(name) {
+            Ok(Some(user)) => Ok((user.uid.as_raw(), name.clone())),
+            Ok(None) => Err(format!(
+                "user {name:?} no longer exists, so no listener can be trusted as the service"
+            )),
+            Err(err) => Err(format!("cannot look up user {name:?}: {err}")),
         }
     }
 

@@ -14,7 +14,9 @@ use crate::supervisor::Handle;
 use crate::transitions::{Listener, Step, StepFuture};
 
 struct Entry {
-    socket: PathBuf,
+    /// The socket and the user its listener must run as: a change of either restarts the
+    /// connection task.
+    socket: (PathBuf, Option<String>),
     handle: ControlHandle,
     task: AbortHandle,
 }
@@ -51,7 +53,7 @@ impl ControlRegistry {
     /// Makes the connection of `name` match `spec`: started, restarted on a new socket, or
     /// stopped when the service no longer has one.
     async fn reconcile(&self, name: &str, spec: Option<&Service>) {
-        let wanted = spec.and_then(|s| s.control_socket.clone());
+        let wanted = spec.and_then(|s| Some((s.control_socket.clone()?, s.user.clone())));
         {
             let mut entries = self.entries.lock().expect("not poisoned");
             if entries.get(name).map(|e| &e.socket) == wanted.as_ref() {
@@ -61,7 +63,7 @@ impl ControlRegistry {
                 old.task.abort();
             }
         }
-        let Some(socket) = wanted else {
+        let Some((socket, user)) = wanted else {
             // Aborted mid-connection: make sure the property does not stay true.
             self.supervisor.set_online(name, false).await;
             return;
@@ -72,6 +74,7 @@ impl ControlRegistry {
         let (handle, task) = channel::spawn(
             name.to_owned(),
             socket.clone(),
+            user.clone(),
             status,
             self.supervisor.clone(),
             self.notifications.clone(),
@@ -79,7 +82,7 @@ impl ControlRegistry {
         self.entries.lock().expect("not poisoned").insert(
             name.to_owned(),
             Entry {
-                socket,
+                socket: (socket, user),
                 handle,
                 task,
             },

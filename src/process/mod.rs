@@ -8,6 +8,7 @@ pub mod group;
 pub mod output;
 pub mod pidfd;
 pub mod pidfile;
+pub mod procfs;
 pub mod signal;
 pub mod spawn;
 
