@@ -7,6 +7,7 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod error;
+pub mod fs_trust;
 pub mod jobs;
 pub mod logging;
 pub mod manager_status;
