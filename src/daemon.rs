@@ -6,7 +6,8 @@
 //! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
 //! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
 
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::bus::upcall::UpcallObject;
 use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::{ControlListener, ControlRegistry};
+use crate::fs_trust;
 use crate::jobs::{self, JobsListener};
 use crate::manager_status::{DaemonState, ManagerStatus};
 use crate::names::BUS_NAME;
@@ -52,6 +54,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing the runtime directory: {0}")]
+    UntrustedRuntimeDir(String),
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -69,10 +73,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             .expect("the config loader does not panic")
             .map_err(DaemonError::Config)?
     };
-    std::fs::create_dir_all(&options.runtime_dir).map_err(|source| DaemonError::RuntimeDir {
-        path: options.runtime_dir.clone(),
-        source,
-    })?;
+    runtime_dir(&options.runtime_dir)?;
 
     let (events, event_stream) = supervisor::event::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
@@ -199,6 +200,21 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     publisher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the runtime directory (mode 0755, parents too), or checks the one that exists:
+/// corrald puts sockets there and trusts what it finds, so it must be corrald's alone —
+/// owned by its user and writable by nobody else.
+fn runtime_dir(path: &Path) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|source| DaemonError::RuntimeDir {
+            path: path.to_owned(),
+            source,
+        })?;
+    fs_trust::private_dir(path).map_err(DaemonError::UntrustedRuntimeDir)
 }
 
 async fn recv_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
