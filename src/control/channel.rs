@@ -2,7 +2,7 @@
 //! connects to the service's `control_socket` once its process runs, retries with back-off
 //! until it is up, reconnects after the connection drops or the service restarts, and
 //! keeps the service's `Online` property true while connected. Whoever listens on the path
-//! is identified first ([`peer`](super::peer)): a process that is not the service gets no
+//! is identified first ([`super::peer`]): a process that is not the service gets no
 //! frame, and the task dials again later, as if nobody had answered.
 //!
 //! Requests from many D-Bus callers are pipelined on the one connection, each matched to

@@ -12,7 +12,7 @@
 //! The UID is the boundary: no unprivileged user can listen as root or as another user.
 //! The PID keeps out other processes of the same user (another service, a login shell).
 //! Where cgroups exist, membership in the service's cgroup is one more way to belong; it
-//! goes in [`belongs`], the one place membership is decided.
+//! goes in `belongs`, the one place membership is decided.
 
 use std::fmt;
 
