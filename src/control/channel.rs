@@ -246,7 +246,7 @@ impl Connection {
                 return false;
             }
         };
-        let (uid, user) = match self.expected_uid() {
+        let (uid, user) = match peer::uid_of(self.user.as_deref()) {
             Ok(found) => found,
             Err(message) => {
                 tracing::warn!(service = self.service, "control socket: {message}");
@@ -281,20 +281,6 @@ impl Connection {
                 }
                 false
             }
-        }
-    }
-
-    /// The uid the listener must have, and the user's name for messages.
-    fn expected_uid(&self) -> Result<(u32, String), String> {
-        let Some(name) = &self.user else {
-            return Ok((0, "root".to_owned()));
-        };
-        match nix::unistd::User::from_name(name) {
-            Ok(Some(user)) => Ok((user.uid.as_raw(), name.clone())),
-            Ok(None) => Err(format!(
-                "user {name:?} no longer exists, so no listener can be trusted as the service"
-            )),
-            Err(err) => Err(format!("cannot look up user {name:?}: {err}")),
         }
     }
 

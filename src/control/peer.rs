@@ -108,6 +108,21 @@ impl fmt::Display for Refused {
     }
 }
 
+/// The uid a service's listener must have — its `user`'s, root's when `None` — and the
+/// name for messages.
+pub fn uid_of(user: Option<&str>) -> Result<(u32, String), String> {
+    let Some(name) = user else {
+        return Ok((0, "root".to_owned()));
+    };
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(found)) => Ok((found.uid.as_raw(), name.to_owned())),
+        Ok(None) => Err(format!(
+            "user {name:?} no longer exists, so no listener can be trusted as the service"
+        )),
+        Err(err) => Err(format!("cannot look up user {name:?}: {err}")),
+    }
+}
+
 /// Accepts `peer` if it is the service `expected` describes.
 pub fn verify(peer: Peer, expected: &Expected) -> Result<Membership, Box<Refused>> {
     let refuse = |reason| {
@@ -357,6 +372,17 @@ mod tests {
                 &expected(0, 5, None)
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn the_uid_is_the_users_or_roots() {
+        assert_eq!(uid_of(None), Ok((0, "root".to_owned())));
+        assert_eq!(uid_of(Some("nobody")), Ok((65534, "nobody".to_owned())));
+        assert!(
+            uid_of(Some("corral-no-such-user"))
+                .unwrap_err()
+                .contains("no longer exists")
         );
     }
 
