@@ -16,19 +16,22 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::upcall::UpcallObject;
-use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
+use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigErrors, ConfigSource};
-use crate::control::{ControlListener, ControlRegistry};
+use crate::control::ControlRegistry;
+use crate::events::{self, DaemonState, Event, ManagerStatus};
 use crate::fs_trust;
-use crate::jobs::{self, JobsListener};
-use crate::manager_status::{DaemonState, ManagerStatus};
+use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
-use crate::reload::{self, Loader};
-use crate::supervisor::{self, Event, SupervisorListener};
+use crate::supervisor;
 use crate::systemd::Notifier;
 use crate::transitions::Applier;
-use crate::upcall::{self, UpcallListener, UpcallSettings};
+use crate::transitions::listeners::{
+    ControlListener, JobsListener, ObjectsListener, SupervisorListener, UpcallListener,
+};
+use crate::transitions::reloader::{self, Loader};
+use crate::upcall::{self, UpcallSettings};
 
 /// Everything `run` needs from outside.
 #[derive(Debug, Clone)]
@@ -75,7 +78,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     };
     runtime_dir(&options.runtime_dir)?;
 
-    let (events, event_stream) = supervisor::event::channel();
+    let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
         runtime_dir: options.runtime_dir.clone(),
         output: options.output.clone(),
@@ -86,12 +89,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         host: initial.daemon.host.clone(),
         generation: 0,
     });
-    let mut applier = Applier::new(
-        &initial.daemon.host,
-        supervisor.clone(),
-        events.clone(),
-        manager_tx.clone(),
-    );
+    let mut applier = Applier::new(&initial.daemon.host, events.clone(), manager_tx.clone());
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
     let (notifications_tx, notifications) =
@@ -99,7 +97,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
-    let jobs = jobs::spawn(supervisor.clone(), events.clone());
+    let jobs = jobs::spawn(supervisor.clone());
     applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
     let upcalls = upcall::spawn(UpcallSettings::from(&initial.daemon), deliveries_tx);
@@ -110,7 +108,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     }));
 
     // The reloader task starts after `Up`; until then its requests wait in the channel.
-    let (reloader, reload_task) = reload::channel();
+    let (reloader, reload_task) = reloader::channel();
     let manager = ManagerObject::new(
         supervisor.clone(),
         controls.clone(),
@@ -149,14 +147,17 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         }
     });
 
-    let transitions = applier.apply(initial).await;
+    let up = applier.apply(initial).await;
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
     events.send(Event::Manager);
     tracing::info!(
         "up: {} transitions; {}",
-        transitions.len(),
+        up.transitions.len(),
         *supervisor.summary().borrow()
     );
+    if !up.problems.is_empty() {
+        tracing::warn!("not every service started:\n{}", up.problems.join("\n"));
+    }
     options
         .notifier
         .status(&supervisor.summary().borrow().to_string());

@@ -1,9 +1,10 @@
 //! One service's control connection (glusterd's connection management): a task that
 //! connects to the service's `control_socket` once its process runs, retries with back-off
 //! until it is up, reconnects after the connection drops or the service restarts, and
-//! keeps the service's `Online` property true while connected. Whoever listens on the path
-//! is identified first ([`super::peer`]): a process that is not the service gets no
-//! frame, and the task dials again later, as if nobody had answered.
+//! keeps the service's `Online` property true while connected. The task is the one owner
+//! of `Online`: it sets it, and it clears it when it is stopped ([`Stopper`]). Whoever
+//! listens on the path is identified first ([`super::peer`]): a process that is not the
+//! service gets no frame, and the task dials again later, as if nobody had answered.
 //!
 //! Requests from many D-Bus callers are pipelined on the one connection, each matched to
 //! its response by id; each caller bounds its own wait with `frame_timeout`, and a response
@@ -19,10 +20,13 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameError, Incoming, MAX_FRAME};
 use super::peer::{self, Expected, Peer};
-use crate::supervisor::{ActiveState, Handle, ServiceStatus};
+use crate::events::{ActiveState, ServiceStatus};
+use crate::supervisor::Handle;
 
 /// First and longest delay between connection attempts.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -98,8 +102,22 @@ impl ControlHandle {
     }
 }
 
+/// Ends a connection task and waits until it has: its last act is to clear `Online`, so a
+/// task started after [`Stopper::stop`] returns can never be overtaken by it.
+pub struct Stopper {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Stopper {
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// Starts the connection task of `service`, which runs as `user` (root when `None`); it
-/// runs until aborted.
+/// runs until stopped.
 pub fn spawn(
     service: String,
     socket: PathBuf,
@@ -107,7 +125,7 @@ pub fn spawn(
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
-) -> (ControlHandle, tokio::task::AbortHandle) {
+) -> (ControlHandle, Stopper) {
     let (calls, rx) = mpsc::channel(256);
     let handle = ControlHandle {
         service: service.clone(),
@@ -122,8 +140,11 @@ pub fn spawn(
         supervisor,
         notifications,
         calls: rx,
+        online: false,
     };
-    (handle, tokio::spawn(task.run()).abort_handle())
+    let token = CancellationToken::new();
+    let task = tokio::spawn(task.main(token.clone()));
+    (handle, Stopper { token, task })
 }
 
 struct Connection {
@@ -138,6 +159,8 @@ struct Connection {
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
     calls: mpsc::Receiver<Call>,
+    /// What this task last published as `Online`.
+    online: bool,
 }
 
 /// The main PID when the service has a process, else `None`.
@@ -150,7 +173,23 @@ fn running_pid(status: &ServiceStatus) -> Option<u32> {
 }
 
 impl Connection {
-    async fn run(mut self) {
+    /// Serves until stopped (or the service is gone), then clears `Online`.
+    async fn main(mut self, stop: CancellationToken) {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = self.run() => {}
+        }
+        self.set_online(false).await;
+    }
+
+    async fn set_online(&mut self, online: bool) {
+        if self.online != online {
+            self.online = online;
+            self.supervisor.set_online(&self.service, online).await;
+        }
+    }
+
+    async fn run(&mut self) {
         // How long to wait before dialling the same process again after it dropped us.
         let mut redial = Duration::ZERO;
         let mut last_pid = None;
@@ -167,9 +206,9 @@ impl Connection {
             };
             let connected = tokio::time::Instant::now();
             self.refused = None;
-            self.supervisor.set_online(&self.service, true).await;
+            self.set_online(true).await;
             let why = self.serve(stream, pid).await;
-            self.supervisor.set_online(&self.service, false).await;
+            self.set_online(false).await;
             tracing::info!(
                 service = self.service,
                 "control channel disconnected: {why}"

@@ -9,4 +9,4 @@ pub mod peer;
 pub mod registry;
 
 pub use channel::{CallError, ControlHandle, Notification};
-pub use registry::{ControlListener, ControlRegistry};
+pub use registry::ControlRegistry;

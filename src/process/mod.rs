@@ -5,6 +5,7 @@
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
 pub mod group;
+pub mod notify;
 pub mod output;
 pub mod pidfd;
 pub mod pidfile;

@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::status::{ActiveState, ServiceStatus, SubState, now_usec};
 use crate::config::Service;
 use crate::error::CommandResult;
+use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
 /// late event from an earlier run is recognised and ignored.
@@ -30,18 +30,13 @@ pub struct Run {
     pub started: Instant,
     /// The pending start or stop timeout.
     pub timer: Option<AbortHandle>,
-    /// The task reading this run's notify socket.
-    pub notify: Option<AbortHandle>,
 }
 
 impl Run {
-    /// Cancels the timers and tasks tied to this run.
+    /// Cancels the timers tied to this run.
     pub fn cancel_tasks(&mut self) {
         if let Some(timer) = self.timer.take() {
             timer.abort();
-        }
-        if let Some(notify) = self.notify.take() {
-            notify.abort();
         }
     }
 }
