@@ -53,6 +53,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod fs_trust;
 pub mod jobs;
 pub mod logging;
 pub mod methods;

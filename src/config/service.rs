@@ -155,7 +155,7 @@ mod tests {
 
     use nix::sys::signal::Signal;
 
-    use super::super::test_support::{FILE, only_error, only_service, service};
+    use super::super::test_support::{FILE, errors, only_error, only_service, service};
     use super::*;
 
     #[test]
@@ -262,6 +262,58 @@ mod tests {
         ));
         assert_eq!(parsed.working_directory, PathBuf::from("/srv"));
         assert_eq!(parsed.control_socket, Some(PathBuf::from("/run/s.sock")));
+    }
+
+    #[test]
+    fn a_control_socket_anyone_could_replace_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let socket =
+            |path: std::path::PathBuf| service(&format!("control_socket = \"{}\"", path.display()));
+        let shown = only_error(&socket(open.join("s.sock")));
+        assert!(
+            shown.contains(&format!(
+                ":3:18: service \"s\": key \"control_socket\": {} is writable by everyone \
+                 without the sticky bit",
+                open.display()
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("chmod +t"), "says how to fix it: {shown}");
+        // Deeper, not yet existing directories below an open one are as exposed.
+        assert!(only_error(&socket(open.join("later/s.sock"))).contains("without the sticky bit"));
+        // Every service with the problem is reported, not just the first.
+        let two = format!(
+            "{}\n[services.t]\nexec = [\"/bin/t\"]\ncontrol_socket = \"{}\"\n",
+            socket(open.join("s.sock")),
+            open.join("t.sock").display()
+        );
+        let all = errors(&two);
+        assert_eq!(all.len(), 2, "{all:#?}");
+        assert!(
+            all[1].to_string().contains(":7:18: service \"t\""),
+            "{}",
+            all[1]
+        );
+
+        chmod(&open, 0o1777);
+        assert_eq!(
+            only_service(&socket(open.join("s.sock"))).control_socket,
+            Some(open.join("s.sock")),
+            "sticky, like /tmp: the peer check at connect time keeps squatters out"
+        );
+        chmod(&open, 0o755);
+        assert!(
+            only_service(&socket(open.join("s.sock")))
+                .control_socket
+                .is_some()
+        );
     }
 
     #[test]

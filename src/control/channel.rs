@@ -2,7 +2,9 @@
 //! connects to the service's `control_socket` once its process runs, retries with back-off
 //! until it is up, reconnects after the connection drops or the service restarts, and
 //! keeps the service's `Online` property true while connected. The task is the one owner
-//! of `Online`: it sets it, and it clears it when it is stopped ([`Stopper`]).
+//! of `Online`: it sets it, and it clears it when it is stopped ([`Stopper`]). Whoever
+//! listens on the path is identified first ([`super::peer`]): a process that is not the
+//! service gets no frame, and the task dials again later, as if nobody had answered.
 //!
 //! Requests from many D-Bus callers are pipelined on the one connection, each matched to
 //! its response by id; each caller bounds its own wait with `frame_timeout`, and a response
@@ -22,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameError, Incoming};
+use super::peer::{self, Expected, Peer};
 use super::reader::{FrameReader, ReadError};
 use crate::events::{ActiveState, ServiceStatus};
 use crate::supervisor::Handle;
@@ -114,10 +117,12 @@ impl Stopper {
     }
 }
 
-/// Starts the connection task of `service`; it runs until stopped.
+/// Starts the connection task of `service`, which runs as `user` (root when `None`); it
+/// runs until stopped.
 pub fn spawn(
     service: String,
     socket: PathBuf,
+    user: Option<String>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
@@ -130,6 +135,8 @@ pub fn spawn(
     let task = Connection {
         service,
         socket,
+        user,
+        refused: None,
         status,
         supervisor,
         notifications,
@@ -144,6 +151,11 @@ pub fn spawn(
 struct Connection {
     service: String,
     socket: PathBuf,
+    /// The service's `user`: the listener must run as it (as root when `None`).
+    user: Option<String>,
+    /// The last refused listener (main PID, listener's PID), so an impostor that stays is
+    /// reported once per run of the service, not at every redial.
+    refused: Option<(u32, Option<u32>)>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
@@ -194,11 +206,7 @@ impl Connection {
                 continue;
             };
             let connected = tokio::time::Instant::now();
-            tracing::info!(
-                service = self.service,
-                "control channel connected to {}",
-                self.socket.display()
-            );
+            self.refused = None;
             self.set_online(true).await;
             let why = self.serve(stream, pid).await;
             self.set_online(false).await;
@@ -247,7 +255,11 @@ impl Connection {
                 Ok(_) if running_pid(&self.status.borrow_and_update()) != Some(pid) => {
                     return None;
                 }
-                Ok(stream) => return Some(stream),
+                Ok(stream) => {
+                    if self.verify(&stream, pid) {
+                        return Some(stream);
+                    }
+                }
                 Err(err) => tracing::debug!(
                     service = self.service,
                     "control connect: {err}; retrying in {delay:?}"
@@ -257,6 +269,58 @@ impl Connection {
                 return None;
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Whether the process listening at the other end of `stream` is the service running
+    /// `pid`; logs a refusal (once per listener and run) and an acceptance.
+    fn verify(&mut self, stream: &UnixStream, pid: u32) -> bool {
+        let peer = match Peer::of(stream) {
+            Ok(peer) => peer,
+            Err(err) => {
+                tracing::warn!(
+                    service = self.service,
+                    "control socket {}: cannot tell who listens there ({err}); not using it",
+                    self.socket.display()
+                );
+                return false;
+            }
+        };
+        let (uid, user) = match peer::uid_of(self.user.as_deref()) {
+            Ok(found) => found,
+            Err(message) => {
+                tracing::warn!(service = self.service, "control socket: {message}");
+                return false;
+            }
+        };
+        let spawned_group = self.status.borrow().spawned_group;
+        let expected = Expected {
+            uid,
+            user,
+            main_pid: pid,
+            spawned_group: (spawned_group != 0).then_some(spawned_group),
+        };
+        match peer::verify(peer, &expected) {
+            Ok(membership) => {
+                tracing::info!(
+                    service = self.service,
+                    "control channel connected to {} (listener pid {}: {membership:?})",
+                    self.socket.display(),
+                    peer.pid.unwrap_or(0),
+                );
+                true
+            }
+            Err(refused) => {
+                let key = Some((pid, peer.pid));
+                let message = format!("control socket {}: {refused}", self.socket.display());
+                if self.refused == key {
+                    tracing::debug!(service = self.service, "{message}");
+                } else {
+                    tracing::warn!(service = self.service, "{message}");
+                    self.refused = key;
+                }
+                false
+            }
         }
     }
 

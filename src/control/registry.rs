@@ -12,7 +12,9 @@ use crate::config::Service;
 use crate::supervisor::Handle;
 
 struct Entry {
-    socket: PathBuf,
+    /// The socket and the user its listener must run as: a change of either restarts the
+    /// connection task.
+    socket: (PathBuf, Option<String>),
     handle: ControlHandle,
     task: Stopper,
 }
@@ -46,10 +48,10 @@ impl ControlRegistry {
             .map(|e| e.handle.clone())
     }
 
-    /// Makes the connection of `name` match `spec`: started, restarted on a new socket, or
-    /// stopped when the service no longer has one.
+    /// Makes the connection of `name` match `spec`: started, restarted on a new socket or
+    /// user, or stopped when the service no longer has one.
     pub async fn reconcile(&self, name: &str, spec: Option<&Service>) {
-        let wanted = spec.and_then(|s| s.control_socket.clone());
+        let wanted = spec.and_then(|s| Some((s.control_socket.clone()?, s.user.clone())));
         let old = {
             let mut entries = self.entries.lock().expect("not poisoned");
             if entries.get(name).map(|e| &e.socket) == wanted.as_ref() {
@@ -61,7 +63,7 @@ impl ControlRegistry {
             // Wait for it to end (it clears Online itself) before a new one may set it.
             old.task.stop().await;
         }
-        let Some(socket) = wanted else {
+        let Some((socket, user)) = wanted else {
             return;
         };
         let Some(status) = self.supervisor.subscribe(name).await else {
@@ -70,6 +72,7 @@ impl ControlRegistry {
         let (handle, task) = channel::spawn(
             name.to_owned(),
             socket.clone(),
+            user.clone(),
             status,
             self.supervisor.clone(),
             self.notifications.clone(),
@@ -77,7 +80,7 @@ impl ControlRegistry {
         self.entries.lock().expect("not poisoned").insert(
             name.to_owned(),
             Entry {
-                socket,
+                socket: (socket, user),
                 handle,
                 task,
             },

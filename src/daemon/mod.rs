@@ -8,7 +8,8 @@
 
 pub mod systemd;
 
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::ControlRegistry;
 use crate::events::{self, DaemonState, Event, ManagerStatus};
+use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
@@ -57,6 +59,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing the runtime directory: {0}")]
+    UntrustedRuntimeDir(String),
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -74,10 +78,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             .expect("the config loader does not panic")
             .map_err(DaemonError::Config)?
     };
-    std::fs::create_dir_all(&options.runtime_dir).map_err(|source| DaemonError::RuntimeDir {
-        path: options.runtime_dir.clone(),
-        source,
-    })?;
+    runtime_dir(&options.runtime_dir)?;
 
     let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
@@ -202,6 +203,21 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     publisher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the runtime directory (mode 0755, parents too), or checks the one that exists:
+/// corrald puts sockets there and trusts what it finds, so it must be corrald's alone —
+/// owned by its user and writable by nobody else.
+fn runtime_dir(path: &Path) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|source| DaemonError::RuntimeDir {
+            path: path.to_owned(),
+            source,
+        })?;
+    fs_trust::private_dir(path).map_err(DaemonError::UntrustedRuntimeDir)
 }
 
 async fn recv_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {

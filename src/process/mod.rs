@@ -10,6 +10,7 @@ pub mod notify;
 pub mod output;
 pub mod pidfd;
 pub mod pidfile;
+pub mod procfs;
 pub mod signal;
 pub mod spawn;
 

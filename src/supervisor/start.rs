@@ -14,7 +14,8 @@ use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::ServiceType;
 use crate::error::{CommandError, CommandResult};
 use crate::process::pidfd::ProcessWatch;
-use crate::process::{pidfile, spawn};
+use crate::process::pidfile::{self, PidfileError};
+use crate::process::spawn;
 
 /// How long to wait before looking for a forking daemon's pidfile again. The daemon may
 /// write it just after its launcher exits; `start_timeout` bounds the retries.
@@ -96,7 +97,7 @@ impl Supervisor {
         let running = spec
             .pidfile
             .as_deref()
-            .and_then(|p| pidfile::adoptable(p, &spec.exec));
+            .and_then(|p| pidfile::adoptable(p, &spec.exec, spec.user.as_deref()));
         if let Some(pid) = running
             && self.adopt(name, run_id, pid, now)
         {
@@ -232,9 +233,21 @@ impl Supervisor {
         let Some(path) = unit.spec.pidfile.clone() else {
             return;
         };
-        let main = pidfile::read(&path)
-            .ok()
-            .and_then(|pid| ProcessWatch::open(pid).ok().map(|watch| (pid, watch)));
+        let main = match pidfile::read_trusted(&path, unit.spec.user.as_deref()) {
+            Ok(pid) => ProcessWatch::open(pid).ok().map(|watch| (pid, watch)),
+            Err(PidfileError::Unreadable(_)) => None,
+            Err(PidfileError::Untrusted(why)) => {
+                // Waiting will not make it trustworthy: fail now, saying why. The launcher
+                // is gone and no main PID is known, so nothing would report an exit: end
+                // the run here, killing what is left of its group, as a failed start.
+                let message = format!("{name}: {why}");
+                tracing::warn!(service = name, "{message}");
+                unit.last_error = message.clone();
+                self.settle_start(name, Err(CommandError::StartFailed(message)));
+                self.begin_stop(name, StopReason::StartTimeout);
+                return self.on_exit(name, run_id, None);
+            }
+        };
         let Some((pid, watch)) = main else {
             let retry = Internal::PidfileRetry {
                 name: name.to_owned(),
