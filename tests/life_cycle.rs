@@ -404,3 +404,34 @@ async fn restarting_a_notify_service_that_gets_ready_after_a_second_works() {
     assert_eq!(late.active_state().await.unwrap(), "active");
     assert_eq!(pids_with_cmdline_containing("notify-late").len(), 1);
 }
+
+/// Regression: a forking service whose launcher exits 0 without ever writing its pidfile
+/// stayed `deactivating` forever after `start_timeout` (nothing was left to report the end
+/// of the stop). It fails after the timeout; a second start does the same.
+#[tokio::test]
+async fn a_forking_service_that_never_writes_its_pidfile_fails_after_start_timeout() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[services.nopid]\ntype = \"forking\"\nautostart = false\nrestart = \"no\"\n\
+         start_timeout = \"300ms\"\npidfile = \"{}\"\nexec = [\"true\"]\n",
+        dir.path().join("never.pid").display()
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let nopid = service(&conn, "nopid").await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    for attempt in 0..2 {
+        let err = nopid.start().await.unwrap_err();
+        assert_eq!(
+            error_name(&err),
+            "org.corral.Corral1.Error.Timeout",
+            "{attempt}"
+        );
+        assert!(err.to_string().contains("pidfile"), "{err}");
+        wait_until(&mut recorder, || async {
+            nopid.active_state().await.unwrap() == "failed"
+        })
+        .await;
+    }
+}

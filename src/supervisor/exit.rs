@@ -110,8 +110,9 @@ impl Supervisor {
         if !unit.is_current(run_id) {
             return;
         }
-        match &unit.phase {
-            Phase::Starting(_) if status.is_some_and(|s| s.success()) => {
+        match &mut unit.phase {
+            Phase::Starting(run) if status.is_some_and(|s| s.success()) => {
+                run.exit_watched = false;
                 self.read_pidfile(name, run_id)
             }
             // Failed launcher, or a stop that raced the fork: the run is over.

@@ -161,6 +161,7 @@ impl Supervisor {
             main_group: None,
             started: now,
             timer: None,
+            exit_watched: true,
         };
         self.track(name, [Some(pid)]);
         let unit = self.units.get_mut(name).expect("unit exists");
@@ -194,6 +195,7 @@ impl Supervisor {
             main_group: group_led_by(pid),
             started: now,
             timer: None,
+            exit_watched: true,
         };
         self.track(name, [Some(run.main_pid), run.main_group]);
         tracing::info!(
@@ -260,6 +262,7 @@ impl Supervisor {
         if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
             run.main_pid = pid;
             run.main_group = group_led_by(pid);
+            run.exit_watched = true;
         }
         self.track(name, [Some(pid), group_led_by(pid)]);
         tracing::info!(

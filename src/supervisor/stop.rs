@@ -70,6 +70,7 @@ impl Supervisor {
             run: run.id,
         };
         run.timer = Some(self.timer(spec.stop_timeout, timeout));
+        let (run_id, watched) = (run.id, run.exit_watched);
         let unit = self.units.get_mut(name).expect("unit exists");
         unit.phase = Phase::Stopping {
             run,
@@ -77,6 +78,11 @@ impl Supervisor {
             killed: false,
         };
         self.publish(name);
+        if !watched {
+            // A forking launcher that exited without a pidfile yet: no task will report
+            // an exit, so end the run here (waiting for whatever is left in its group).
+            self.on_exit(name, run_id, None);
+        }
     }
 
     pub(super) fn on_stop_timeout(&mut self, name: &str, run_id: u64) {

@@ -30,6 +30,10 @@ pub struct Run {
     pub started: Instant,
     /// The pending start or stop timeout.
     pub timer: Option<AbortHandle>,
+    /// A task awaits the main process's exit and will report it. False only while a
+    /// forking service's launcher is gone and its pidfile not read yet: then nothing would
+    /// report the end of a stop, so the stop path looks for itself.
+    pub exit_watched: bool,
 }
 
 impl Run {
