@@ -435,3 +435,41 @@ async fn a_forking_service_that_never_writes_its_pidfile_fails_after_start_timeo
         .await;
     }
 }
+
+/// Regression: pidfile adoption matched the command line, so a daemon that rewrites it
+/// (nginx: "nginx: master process …") was started a second time. It is recognised by its
+/// executable.
+#[tokio::test]
+async fn a_daemon_that_rewrites_its_command_line_is_adopted() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("master.pid");
+    let script = "$| = 1; $0 = 'rewriter: master process'; print qq(up\\n); sleep 1000";
+    let mut daemon = std::process::Command::new("perl")
+        .args(["-e", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    std::fs::write(&pidfile, daemon.id().to_string()).unwrap();
+    let config = format!(
+        "[services.master]\nexec = [\"perl\", \"-e\", {script:?}]\npidfile = \"{}\"\n",
+        pidfile.display()
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let master = service(&conn, "master").await;
+    assert_eq!(master.main_pid().await.unwrap(), daemon.id(), "adopted");
+    assert_eq!(
+        pids_with_cmdline_containing("rewriter: master process"),
+        [daemon.id()],
+        "not started twice"
+    );
+    master.stop().await.unwrap();
+    assert!(!daemon.wait().unwrap().success());
+}

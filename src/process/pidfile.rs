@@ -1,6 +1,13 @@
 //! Pidfiles: reading a forking daemon's main PID, and deciding whether a pidfile names a
 //! daemon that is already running so it can be adopted instead of started twice.
 //!
+//! "The daemon `exec` would start" is judged by what survives a daemon's own changes to
+//! itself: the executable it runs (`/proc/PID/exe`), so a daemon that rewrites its command
+//! line (nginx's "nginx: master process …") is still recognised; its arguments, as long
+//! as its command line still names the program; and its start time, which must not be
+//! later than the pidfile — a PID reused by a process started after the daemon wrote its
+//! pidfile is never adopted.
+//!
 //! corrald adopts the PID a pidfile names, and later signals it. So a pidfile that a
 //! non-root user could have written ([`fs_trust::writable_by_others`]) is believed only
 //! when it names a process of that service's `user`: a forged PID must not make corrald
@@ -8,9 +15,12 @@
 //! is refused outright.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::procfs;
+use super::spawn::resolve_program;
+use crate::config::Service;
 use crate::fs_trust;
 
 /// Why a pidfile gave no PID to act on.
@@ -114,11 +124,12 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// The PID of an already-running daemon that `pidfile` names and whose command line matches
-/// `exec`; `None` when there is none (no file, stale PID, PID reused by something else) or
-/// the pidfile is not trusted to name it (see [`read_trusted`]; logged).
-pub fn adoptable(pidfile: &Path, exec: &[String], user: Option<&str>) -> Option<u32> {
-    let pid = match read_trusted(pidfile, user) {
+/// The PID of an already-running daemon that `pidfile` names and that is the daemon
+/// `service` would start (see the module doc); `None` when there is none (no file, stale
+/// PID, PID reused by something else) or the pidfile is not trusted to name it (see
+/// [`read_trusted`]; logged).
+pub fn adoptable(pidfile: &Path, service: &Service) -> Option<u32> {
+    let pid = match read_trusted(pidfile, service.user.as_deref()) {
         Ok(pid) => pid,
         Err(PidfileError::Untrusted(why)) => {
             tracing::warn!("not adopting: {why}");
@@ -126,8 +137,47 @@ pub fn adoptable(pidfile: &Path, exec: &[String], user: Option<&str>) -> Option<
         }
         Err(PidfileError::Unreadable(_)) => return None,
     };
-    let actual = cmdline(pid)?;
-    cmdline_matches(&actual, exec).then_some(pid)
+    let program = resolve_program(&service.exec[0], service.path_env()).ok()?;
+    let written = std::fs::metadata(pidfile).and_then(|m| m.modified()).ok();
+    is_the_daemon(pid, &program, &service.exec, written).then_some(pid)
+}
+
+/// Whether live process `pid` is the daemon `exec` (whose program resolves to `program`)
+/// would start, named by a pidfile last written at `written`.
+pub fn is_the_daemon(
+    pid: u32,
+    program: &Path,
+    exec: &[String],
+    written: Option<std::time::SystemTime>,
+) -> bool {
+    let Some(actual) = cmdline(pid) else {
+        return false;
+    };
+    // Started after its pidfile was written: the PID was reused. (A second of slack for
+    // clock-tick and file-time granularity.)
+    if let (Some(started), Some(written)) = (procfs::started_at(pid), written)
+        && started > written + Duration::from_secs(1)
+    {
+        return false;
+    }
+    let same_executable = procfs::exe(pid).is_some_and(|exe| canonical(&exe) == canonical(program));
+    let program_name = canonical(program);
+    let names_the_program = actual.first().is_some_and(|argv0| {
+        let argv0 = file_name(argv0);
+        argv0 == file_name(&exec[0])
+            || Some(argv0) == program_name.file_name().and_then(|n| n.to_str())
+    });
+    if same_executable && !names_the_program {
+        // It rewrote its command line; the executable is what still tells.
+        return true;
+    }
+    // Its command line names the program: the arguments must match too. (This is also how
+    // a script is recognised, whose executable is its interpreter.)
+    cmdline_matches(&actual, exec)
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
 #[cfg(test)]
@@ -221,27 +271,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_forged_pidfile_is_not_adopted() {
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = forged_pidfile(dir.path());
-        let me = cmdline(std::process::id()).unwrap();
-        assert_eq!(adoptable(&pidfile, &me, None), None);
-        nix::unistd::chown(&pidfile, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
-        assert_eq!(adoptable(&pidfile, &me, None), Some(std::process::id()));
+    fn service(exec: &[String]) -> Service {
+        Service {
+            exec: exec.to_vec(),
+            ..Service::default()
+        }
     }
 
-    #[test]
-    fn adopts_only_a_live_matching_process() {
+    /// Spawns `program args…`, waits until it says it runs, and returns it.
+    fn running(program: &str, args: &[&str]) -> std::process::Child {
         use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap();
-        let pidfile = dir.path().join("x.pid");
         // The child says when it runs: right after spawn() returns it may still be inside
         // execve (glibc's posix_spawn resumes the parent early), with no cmdline yet.
-        let script = "print('up', flush=True); import time; time.sleep(30)";
-        let exec = strings(&["python3", "-c", script]);
-        let mut child = std::process::Command::new("python3")
-            .args(["-c", script])
+        let mut child = std::process::Command::new(program)
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -250,19 +293,80 @@ mod tests {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line, "up\n");
+        child
+    }
+
+    #[test]
+    fn a_forged_pidfile_is_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = forged_pidfile(dir.path());
+        let me = service(&cmdline(std::process::id()).unwrap());
+        assert_eq!(adoptable(&pidfile, &me), None);
+        nix::unistd::chown(&pidfile, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        assert_eq!(adoptable(&pidfile, &me), Some(std::process::id()));
+    }
+
+    #[test]
+    fn a_daemon_that_rewrites_its_command_line_is_recognised_by_its_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("nginx-like.pid");
+        // Like nginx's "nginx: master process …": Perl's $0 rewrites /proc/PID/cmdline.
+        let script = "$| = 1; $0 = 'worker: master process'; print qq(up\\n); sleep 30";
+        let mut child = running("perl", &["-e", script]);
+        assert_eq!(cmdline(child.id()).unwrap(), ["worker: master process"]);
         std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
-        assert_eq!(adoptable(&pidfile, &exec, None), Some(child.id()));
+        let exec = strings(&["perl", "-e", script]);
+        assert_eq!(adoptable(&pidfile, &service(&exec)), Some(child.id()));
+        // Another program is not it, rewritten command line or not.
         assert_eq!(
-            adoptable(&pidfile, &strings(&["python3", "-c", "other"]), None),
+            adoptable(&pidfile, &service(&strings(&["sleep", "30"]))),
             None
         );
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_pid_reused_after_the_pidfile_was_written_is_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("old.pid");
+        let script = "print('up', flush=True); import time; time.sleep(30)";
+        let exec = strings(&["python3", "-c", script]);
+        let mut child = running("python3", &["-c", script]);
+        std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+        // The pidfile claims to be from long before this process started.
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let file = std::fs::File::options().write(true).open(&pidfile).unwrap();
+        file.set_modified(long_ago).unwrap();
+        assert_eq!(adoptable(&pidfile, &service(&exec)), None);
+        file.set_modified(std::time::SystemTime::now()).unwrap();
+        assert_eq!(adoptable(&pidfile, &service(&exec)), Some(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn adopts_only_a_live_matching_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("x.pid");
+        let script = "print('up', flush=True); import time; time.sleep(30)";
+        let exec = service(&strings(&["python3", "-c", script]));
+        let mut child = running("python3", &["-c", script]);
+        std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+        assert_eq!(adoptable(&pidfile, &exec), Some(child.id()));
+        let other = service(&strings(&["python3", "-c", "other"]));
         assert_eq!(
-            adoptable(&pidfile, &exec, None),
+            adoptable(&pidfile, &other),
+            None,
+            "same executable, other arguments"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            adoptable(&pidfile, &exec),
             None,
             "a dead PID is never adopted"
         );
-        assert_eq!(adoptable(&dir.path().join("missing"), &exec, None), None);
+        assert_eq!(adoptable(&dir.path().join("missing"), &exec), None);
     }
 }

@@ -38,6 +38,51 @@ fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// When the process started, in clock ticks since boot (`/proc/PID/stat` field 22). With
+/// the PID it names one process for good: a reused PID has a later start.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&text)
+}
+
+fn parse_start_ticks(text: &str) -> Option<u64> {
+    // Field 22; the fields after the command name start at field 3.
+    text.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// When the process started, as wall-clock time (boot time plus its start ticks).
+pub fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+    let ticks = start_ticks(pid)?;
+    let boot = fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = boot
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let since_boot = std::time::Duration::from_millis(ticks * 1000 / hz);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(btime) + since_boot)
+}
+
+/// The executable a process runs (`/proc/PID/exe`), as the kernel sees it now; a binary
+/// replaced on disk since the process started shows with a `" (deleted)"` suffix, which
+/// this removes.
+pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
+    let path = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let text = path.to_string_lossy();
+    Some(match text.strip_suffix(" (deleted)") {
+        Some(stripped) => std::path::PathBuf::from(stripped),
+        None => path,
+    })
+}
+
 /// The real, effective, saved and filesystem user ids of a process, from
 /// `/proc/PID/status`; `None` when there is no such process.
 pub fn uids(pid: u32) -> Option<[u32; 4]> {
@@ -87,6 +132,20 @@ mod tests {
         );
         assert!(parse_stat("9 (x) Z 1 9 9").unwrap().exited);
         assert_eq!(parse_stat("9 (x) S"), None);
+    }
+
+    #[test]
+    fn start_ticks_is_field_22() {
+        let text = "9 (odd) name) S 1 9 9 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 123456 1000 50";
+        assert_eq!(parse_start_ticks(text), Some(123456));
+        assert_eq!(parse_start_ticks("9 (x) S 1 9"), None);
+        let me = start_ticks(std::process::id()).unwrap();
+        assert!(me > 0);
+        let started = started_at(std::process::id()).unwrap();
+        let age = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap();
+        assert!(age < std::time::Duration::from_secs(24 * 3600), "{age:?}");
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Supervisor {
         let running = spec
             .pidfile
             .as_deref()
-            .and_then(|p| pidfile::adoptable(p, &spec.exec, spec.user.as_deref()));
+            .and_then(|p| pidfile::adoptable(p, &spec));
         if let Some(pid) = running
             && self.adopt(name, run_id, pid, now)
         {
