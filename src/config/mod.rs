@@ -10,6 +10,7 @@ mod checks;
 mod document;
 pub mod duration;
 mod error;
+mod fleet;
 mod jobs;
 mod load;
 mod merge;

@@ -25,6 +25,7 @@ fn config(host: &str, groups: &[(&str, &str)], services: Vec<(&str, Service)>) -
             name.to_string(),
             Group {
                 peer: peer.to_string(),
+                peers: Vec::new(),
             },
         );
     }
@@ -110,7 +111,13 @@ fn moving_a_group_away_unserves_its_services() {
     let plan = diff(&old, &new);
     assert_eq!(
         plan.groups_moved,
-        vec![("g".to_string(), Group { peer: "b".into() })]
+        vec![(
+            "g".to_string(),
+            Group {
+                peer: "b".into(),
+                peers: Vec::new()
+            }
+        )]
     );
     assert_eq!(plan.unserved, strings(&["s"]));
     assert!(plan.services_changed.is_empty());
@@ -247,6 +254,7 @@ fn arb_config() -> impl Strategy<Value = Config> {
                     name.to_string(),
                     Group {
                         peer: peer.to_owned(),
+                        peers: Vec::new(),
                     },
                 );
             }
