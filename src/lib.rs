@@ -7,6 +7,8 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod error;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod jobs;
 pub mod logging;
 pub mod manager_status;
