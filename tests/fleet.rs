@@ -569,3 +569,97 @@ async fn unreachable_etcd_at_start_up_then_an_etcd_restart() {
     }
     assert_never_served_twice(&log);
 }
+
+/// The gRPC requests etcd has handled so far, by method (from its `/metrics`).
+async fn etcd_requests(etcd: &Etcd) -> BTreeMap<String, f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = etcd.endpoint().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let mut counts = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+            continue;
+        };
+        let method = rest
+            .split("grpc_method=\"")
+            .nth(1)
+            .and_then(|m| m.split('"').next())
+            .unwrap_or("?");
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *counts.entry(method.to_owned()).or_default() += value;
+    }
+    counts
+}
+
+/// The fleet's figures (README "Performance"), at module level: `MoveGroup` until the new
+/// host is told to serve, a crash until failover, and what etcd receives at rest. Run
+/// with `cargo test --release --test fleet -- --ignored --nocapture fleet_figures`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn fleet_figures() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let log = Log::default();
+    let config = groups(&["a", "b", "c"]);
+    let ttl = 3;
+    let mut a = Host::start("a", &etcd.endpoint(), &format!("{ttl}s"), &config, &log);
+    let mut b = Host::start("b", &etcd.endpoint(), &format!("{ttl}s"), &config, &log);
+    let mut c = Host::start("c", &etcd.endpoint(), &format!("{ttl}s"), &config, &log);
+    a.wait_placed("g", "a").await;
+    b.wait_state(FleetState::Connected).await;
+    c.wait_state(FleetState::Connected).await;
+
+    let mut moves = Vec::new();
+    for round in 0..10 {
+        let (from, to) = if round % 2 == 0 {
+            (&a, &mut b)
+        } else {
+            (&b, &mut a)
+        };
+        let target = to.name.clone();
+        let started = Instant::now();
+        from.fleet.move_group("g", &target).await.unwrap();
+        to.wait_placed("g", &target).await;
+        moves.push(started.elapsed());
+    }
+    moves.sort();
+    println!(
+        "MoveGroup -> placed on the new host (fleet only, no services): median {:?}, max {:?}",
+        moves[moves.len() / 2],
+        moves[moves.len() - 1]
+    );
+
+    let window = Duration::from_secs(30);
+    let before = etcd_requests(&etcd).await;
+    tokio::time::sleep(window).await;
+    let after = etcd_requests(&etcd).await;
+    let mut at_rest: Vec<String> = Vec::new();
+    for (method, count) in &after {
+        let delta = count - before.get(method).copied().unwrap_or(0.0);
+        if delta > 0.0 {
+            at_rest.push(format!(
+                "{method}: {:.2}/s per host",
+                delta / window.as_secs_f64() / 3.0
+            ));
+        }
+    }
+    println!(
+        "etcd requests at rest over {window:?} with lease_ttl {ttl}s: {}",
+        at_rest.join(", ")
+    );
+
+    a.wait_placed("g", "a").await;
+    a.crash();
+    let crashed = Instant::now();
+    b.wait_placed("g", "b").await;
+    println!(
+        "crash -> failover placed on the next peer: {:?} (lease TTL {ttl}s)",
+        crashed.elapsed()
+    );
+    assert_never_served_twice(&log);
+}
