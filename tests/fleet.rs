@@ -53,11 +53,7 @@ struct Host {
 impl Host {
     /// Starts host `name` with `config` (TOML; `[daemon] host` and `[fleet]` are added).
     fn start(name: &str, etcd: &str, ttl: &str, extra: &str, log: &Log) -> Host {
-        let text = format!(
-            "[daemon]\nhost = \"{name}\"\n[fleet]\netcd = [\"{etcd}\"]\nprefix = \"{PREFIX}\"\n\
-             lease_ttl = \"{ttl}\"\n{extra}"
-        );
-        let config = parse_str(&text, Path::new("/test.toml")).expect("valid config");
+        let config = host_config(name, etcd, ttl, extra);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -179,6 +175,15 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.crash();
     }
+}
+
+/// Host `name`'s configuration: `extra` plus its `[daemon] host` and `[fleet]`.
+fn host_config(name: &str, etcd: &str, ttl: &str, extra: &str) -> corral::config::Config {
+    let text = format!(
+        "[daemon]\nhost = \"{name}\"\n[fleet]\netcd = [\"{etcd}\"]\nprefix = \"{PREFIX}\"\n\
+         lease_ttl = \"{ttl}\"\n{extra}"
+    );
+    parse_str(&text, Path::new("/test.toml")).expect("valid config")
 }
 
 /// No two hosts served a group at the same instant (the appliers' own clock).
@@ -375,11 +380,28 @@ async fn two_hosts_taking_one_group_at_once_one_wins_and_the_other_waits() {
         Some(""),
         "the loser must wait"
     );
-    let hosts = loser.fleet.hosts().await.unwrap();
-    assert!(
-        hosts.iter().all(|h| h.drift),
-        "different configurations: {hosts:#?}"
-    );
+    // Both reports written (with their configuration hashes): both differ from "the
+    // others", on a tie.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let hosts = loser.fleet.hosts().await.unwrap();
+        let hashed = hosts
+            .iter()
+            .filter(|h| h.report.as_ref().is_some_and(|r| !r.config_hash.is_empty()))
+            .count();
+        if hashed == 2 {
+            assert!(
+                hosts.iter().all(|h| h.drift),
+                "different configurations: {hosts:#?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reports missing: {hosts:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The winner leaves (stops, releases, gives its lease back): the loser takes over.
     let released = winner.name.clone();
@@ -568,6 +590,47 @@ async fn unreachable_etcd_at_start_up_then_an_etcd_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_never_served_twice(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_removed_by_a_reload_gives_its_key_back_once_released() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let log = Log::default();
+    let both = "[groups.g]\npeers = [\"a\"]\n[groups.h]\npeers = [\"a\"]\n";
+    let mut a = Host::start("a", &etcd.endpoint(), "10s", both, &log);
+    a.wait_placed("g", "a").await;
+    a.wait_placed("h", "a").await;
+    // The applier's order: update_config, apply the reload (stopping g), release.
+    let fewer = host_config(
+        "a",
+        &etcd.endpoint(),
+        "10s",
+        "[groups.h]\npeers = [\"a\"]\n",
+    );
+    a.fleet.update_config(&fewer).await;
+    a.fleet.release("g").await;
+    let mut client = etcd.client().await;
+    let key = format!("{PREFIX}/groups/g/owner");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while client.get(key.as_str(), None).await.unwrap().count() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key} was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // h is untouched.
+    assert_eq!(
+        client
+            .get(format!("{PREFIX}/groups/h/owner"), None)
+            .await
+            .unwrap()
+            .count(),
+        1
+    );
+    assert_eq!(etcd.owners_never_overlapped(PREFIX, "g").await, ["a"]);
 }
 
 /// The gRPC requests etcd has handled so far, by method (from its `/metrics`).

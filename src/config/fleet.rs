@@ -235,6 +235,7 @@ mod tests {
     use super::super::test_support::{FILE, errors, only_error, parse};
 
     #[test]
+    #[cfg(feature = "fleet")]
     fn design_example_fleet_is_read() {
         let config = parse(
             "[daemon]\nhost = \"node-a\"\n[fleet]\netcd = [\"http://127.0.0.1:2379\"]\n\
@@ -252,6 +253,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "fleet")]
     fn fleet_defaults_and_absence() {
         let config = parse("[daemon]\nhost = \"a\"\n").unwrap();
         assert_eq!(config.fleet, None);
@@ -265,6 +267,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "fleet")]
     fn fleet_values_are_checked() {
         let found = errors(
             "[daemon]\nhost = \"a\"\n[fleet]\netcd = [\"127.0.0.1:2379\", \"https://e:2379\", \
@@ -308,6 +311,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "fleet")]
     fn fleet_needs_etcd_and_a_usable_host_name() {
         let shown = only_error("[daemon]\nhost = \"a\"\n[fleet]\nprefix = \"/x\"\n");
         assert!(
@@ -333,6 +337,18 @@ mod tests {
         let shown = only_error("[fleet]\netcd = [\"http://e:1\"]\nlease = \"5s\"\n");
         assert!(
             shown.contains(":3:1: [fleet]: unknown key \"lease\" (expected one of: etcd, prefix, lease_ttl, failover)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    #[cfg(not(feature = "fleet"))]
+    fn a_build_without_the_feature_refuses_fleet() {
+        let shown = only_error("[daemon]\nhost = \"a\"\n[fleet]\netcd = [\"http://e:1\"]\n");
+        assert!(
+            shown.starts_with(&format!(
+                "{FILE}:3:2: [fleet]: this corrald was built without fleet support"
+            )),
             "{shown}"
         );
     }
@@ -367,6 +383,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "fleet")]
     fn fleet_in_two_files_names_both() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("corral.toml");

@@ -1,10 +1,10 @@
 //! The fleet: several corrald hosts coordinated through etcd v3 (DESIGN.md "Fleet").
 //!
 //! Without `[fleet]` none of this runs. With it, [`Fleet::start`] spawns one actor that
-//! keeps a lease ([`session`]), follows every key below the prefix ([`watch`]), decides
-//! where each group runs ([`placement`]), holds the owner keys of the groups this host
-//! serves ([`ownership`]), fails groups over from dead hosts ([`failover`]) and publishes
-//! this host's report ([`reports`]). The key layout is in [`keys`].
+//! keeps a lease (`session`), follows every key below the prefix (`watch`), decides
+//! where each group runs (`placement`), holds the owner keys of the groups this host
+//! serves (`ownership`), fails groups over from dead hosts (`failover`) and publishes
+//! this host's report (`reports`). The key layout is in `keys`.
 //!
 //! # What the applier does with it
 //!
@@ -25,8 +25,10 @@
 //!    next host take it and start the services. A `stop_by` deadline (lost contact) means
 //!    the services must be gone by that instant, so stop them with
 //!    `min(stop_timeout, stop_by − now)` before SIGKILL.
-//! 4. After each applied reload or service state change, [`FleetHandle::report`] the
-//!    host's state; after a reload, [`FleetHandle::update_config`].
+//! 4. Before applying a reload, [`FleetHandle::update_config`] with the new
+//!    configuration (a group it removes then counts as stopping, and its `release` after
+//!    the reload gives its key back). After each applied reload or service state change,
+//!    [`FleetHandle::report`] the host's state.
 //! 5. At shutdown, stop everything (releasing each group) and call
 //!    [`FleetHandle::shutdown`], which gives the lease back.
 

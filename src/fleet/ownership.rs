@@ -140,12 +140,19 @@ impl Actor {
         let live = self.live_lease();
         let own = self.own.remove(group).unwrap_or(Own::Idle);
         let next = match own {
-            Own::Idle if here && live.is_some() => self.start_take(group, live.unwrap_or(0)),
+            Own::Idle => match live {
+                Some(live) if here => self.start_take(group, live),
+                _ => Own::Idle,
+            },
             Own::Waiting(task) if !(here && live.is_some()) => {
                 task.abort();
                 Own::Idle
             }
-            Own::Held(lease) if Some(lease) != self.lease_id() => Own::Idle,
+            // Held under a lease that is gone: nothing is held any more.
+            Own::Held(lease) if Some(lease) != self.lease_id() => match live {
+                Some(live) if here => self.start_take(group, live),
+                _ => Own::Idle,
+            },
             Own::Held(lease) if here && live == Some(lease) => {
                 self.show(group, &self.host.clone(), None);
                 Own::Serving(lease)
