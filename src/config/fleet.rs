@@ -230,6 +230,7 @@ pub(crate) fn group_placement(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(feature = "fleet")]
     use std::time::Duration;
 
     use super::super::test_support::{FILE, errors, only_error, parse};
