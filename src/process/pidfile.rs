@@ -1,8 +1,29 @@
 //! Pidfiles: reading a forking daemon's main PID, and deciding whether a pidfile names a
 //! daemon that is already running so it can be adopted instead of started twice.
+//!
+//! corrald adopts the PID a pidfile names, and later signals it. So a pidfile that a
+//! non-root user could have written ([`fs_trust::writable_by_others`]) is believed only
+//! when it names a process of that service's `user`: a forged PID must not make corrald
+//! adopt — and kill — someone else's process. For a service running as root such a pidfile
+//! is refused outright.
 
 use std::io;
 use std::path::Path;
+
+use super::procfs;
+use crate::fs_trust;
+
+/// Why a pidfile gave no PID to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum PidfileError {
+    /// Missing, not a PID, or naming no process: perhaps not written yet.
+    #[error("{0}")]
+    Unreadable(#[from] io::Error),
+    /// Someone other than root could have written it, and the PID it names is not a process
+    /// of the service's user. The message names the file and how to fix it.
+    #[error("{0}")]
+    Untrusted(String),
+}
 
 /// Reads the PID in `path`: one decimal number, surrounding whitespace allowed.
 pub fn read(path: &Path) -> io::Result<u32> {
@@ -17,6 +38,51 @@ pub fn read(path: &Path) -> io::Result<u32> {
 
 fn parse(text: &str) -> Option<u32> {
     text.trim().parse::<u32>().ok().filter(|&pid| pid > 1)
+}
+
+/// The PID in `path` if corrald may act on it: the pidfile is trusted (only root could
+/// have written it), or the PID is a process that runs only as `user`, the service's user.
+/// With no `user` (the service runs as root), an untrusted pidfile is refused.
+pub fn read_trusted(path: &Path, user: Option<&str>) -> Result<u32, PidfileError> {
+    let pid = read(path)?;
+    let Some(why) = fs_trust::writable_by_others(path)? else {
+        return Ok(pid);
+    };
+    if procfs::uids(pid).is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} names PID {pid}, which does not run", path.display()),
+        )
+        .into());
+    }
+    let refusal = |what: String| {
+        PidfileError::Untrusted(format!(
+            "refusing PID {pid} from the pidfile {}: {why}, so a user other than root could \
+             have written it, and {what}. Fix: make the pidfile and its directory owned and \
+             writable by root only, or set `user` to the user that writes it",
+            path.display()
+        ))
+    };
+    let Some(user) = user else {
+        return Err(refusal(
+            "the service runs as root (it sets no `user`)".to_owned(),
+        ));
+    };
+    let uid = match nix::unistd::User::from_name(user) {
+        Ok(Some(found)) => found.uid.as_raw(),
+        _ => return Err(refusal(format!("its user {user:?} cannot be looked up"))),
+    };
+    if procfs::runs_only_as(pid, uid) {
+        Ok(pid)
+    } else {
+        let owner = procfs::uids(pid).map_or_else(
+            || "nobody any more".to_owned(),
+            |ids| fs_trust::describe_uid(ids[1]),
+        );
+        Err(refusal(format!(
+            "PID {pid} runs as {owner}, not only as the service's user {user:?}"
+        )))
+    }
 }
 
 /// The command line of a live process, or `None` if it does not exist (or is a zombie,
@@ -49,9 +115,17 @@ fn file_name(path: &str) -> &str {
 }
 
 /// The PID of an already-running daemon that `pidfile` names and whose command line matches
-/// `exec`; `None` when there is none (no file, stale PID, PID reused by something else).
-pub fn adoptable(pidfile: &Path, exec: &[String]) -> Option<u32> {
-    let pid = read(pidfile).ok()?;
+/// `exec`; `None` when there is none (no file, stale PID, PID reused by something else) or
+/// the pidfile is not trusted to name it (see [`read_trusted`]; logged).
+pub fn adoptable(pidfile: &Path, exec: &[String], user: Option<&str>) -> Option<u32> {
+    let pid = match read_trusted(pidfile, user) {
+        Ok(pid) => pid,
+        Err(PidfileError::Untrusted(why)) => {
+            tracing::warn!("not adopting: {why}");
+            return None;
+        }
+        Err(PidfileError::Unreadable(_)) => return None,
+    };
     let actual = cmdline(pid)?;
     cmdline_matches(&actual, exec).then_some(pid)
 }
@@ -83,6 +157,80 @@ mod tests {
         assert!(!cmdline_matches(&[], &exec));
     }
 
+    /// A root process (this test) named in a pidfile that `nobody` owns.
+    fn forged_pidfile(dir: &Path) -> std::path::PathBuf {
+        let pidfile = dir.join("forged.pid");
+        std::fs::write(&pidfile, format!("{}\n", std::process::id())).unwrap();
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        nix::unistd::chown(&pidfile, Some(nobody.uid), Some(nobody.gid)).unwrap();
+        pidfile
+    }
+
+    #[test]
+    fn a_pidfile_a_user_could_write_names_only_that_users_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = forged_pidfile(dir.path());
+        let why = read_trusted(&pidfile, None).unwrap_err().to_string();
+        assert!(
+            why.contains(&format!(
+                "refusing PID {} from the pidfile {}: {} is owned by nobody (uid 65534)",
+                std::process::id(),
+                pidfile.display(),
+                pidfile.display()
+            )),
+            "{why}"
+        );
+        assert!(why.contains("the service runs as root"), "{why}");
+        assert!(why.contains("or set `user`"), "says how to fix it: {why}");
+        let why = read_trusted(&pidfile, Some("nobody"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            why.contains("runs as root (uid 0), not only as the service's user \"nobody\""),
+            "{why}"
+        );
+        // Trusted again once only root can write it.
+        nix::unistd::chown(&pidfile, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        assert_eq!(read_trusted(&pidfile, None).unwrap(), std::process::id());
+    }
+
+    #[test]
+    fn a_users_pidfile_naming_that_users_process_is_believed() {
+        use std::os::unix::process::CommandExt;
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .uid(nobody.uid.as_raw())
+            .gid(nobody.gid.as_raw())
+            .spawn()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = forged_pidfile(dir.path());
+        std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
+        assert_eq!(read_trusted(&pidfile, Some("nobody")).unwrap(), child.id());
+        assert!(
+            read_trusted(&pidfile, None).is_err(),
+            "not for a root service"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // A stale PID is "not yet", not a forgery: the daemon may be about to rewrite it.
+        assert!(matches!(
+            read_trusted(&pidfile, Some("nobody")),
+            Err(PidfileError::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn a_forged_pidfile_is_not_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = forged_pidfile(dir.path());
+        let me = cmdline(std::process::id()).unwrap();
+        assert_eq!(adoptable(&pidfile, &me, None), None);
+        nix::unistd::chown(&pidfile, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        assert_eq!(adoptable(&pidfile, &me, None), Some(std::process::id()));
+    }
+
     #[test]
     fn adopts_only_a_live_matching_process() {
         use std::io::BufRead;
@@ -103,18 +251,18 @@ mod tests {
             .unwrap();
         assert_eq!(line, "up\n");
         std::fs::write(&pidfile, format!("{}\n", child.id())).unwrap();
-        assert_eq!(adoptable(&pidfile, &exec), Some(child.id()));
+        assert_eq!(adoptable(&pidfile, &exec, None), Some(child.id()));
         assert_eq!(
-            adoptable(&pidfile, &strings(&["python3", "-c", "other"])),
+            adoptable(&pidfile, &strings(&["python3", "-c", "other"]), None),
             None
         );
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(
-            adoptable(&pidfile, &exec),
+            adoptable(&pidfile, &exec, None),
             None,
             "a dead PID is never adopted"
         );
-        assert_eq!(adoptable(&dir.path().join("missing"), &exec), None);
+        assert_eq!(adoptable(&dir.path().join("missing"), &exec, None), None);
     }
 }

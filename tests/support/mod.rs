@@ -369,6 +369,27 @@ pub fn pids_with_cmdline(cmdline: &str) -> Vec<u32> {
     pids
 }
 
+/// PIDs of live processes whose command line (arguments joined by spaces) contains `needle`.
+pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .contains(needle)
+            && alive(pid)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// Waits until `condition` holds, checking each time corrald publishes a signal. Tests use
 /// this instead of sleeping: a state change always comes with a signal.
 pub async fn wait_until<F, Fut>(recorder: &mut SignalRecorder, mut condition: F)
