@@ -40,6 +40,7 @@ mod ownership;
 mod placement;
 mod reports;
 mod session;
+mod view;
 mod watch;
 
 use std::collections::BTreeMap;
