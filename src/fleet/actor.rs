@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::error::FleetError;
 use super::keys::Keys;
 use super::ownership::{Own, Taken};
-use super::placement::{self, Placements};
+use super::placement::Placements;
 use super::reports::{HostInfo, HostReport, ReportSlot, StoredReports, list_hosts};
 use super::session::{Backoff, LeaseNews, Timing};
 use super::watch::SyncNews;
@@ -425,35 +425,6 @@ impl Actor {
                 lease,
                 result,
             });
-        });
-    }
-
-    /// `MoveGroup`: checked here against the configuration, then written by a transaction
-    /// that requires the target host to be alive.
-    fn move_group(
-        &mut self,
-        group: String,
-        peer: String,
-        reply: oneshot::Sender<Result<(), FleetError>>,
-    ) {
-        if let Err(error) = placement::check(self.placements.groups(), &group, &peer) {
-            let _ = reply.send(Err(error));
-            return;
-        }
-        if self.live_lease().is_none() {
-            let _ = reply.send(Err(FleetError::NotConnected(self.state.as_str())));
-            return;
-        }
-        if self.placements.peer(&group) == Some(peer.as_str()) {
-            let _ = reply.send(Ok(()));
-            return;
-        }
-        let client = self.client.clone();
-        let keys = self.keys.clone();
-        let timing = self.timing;
-        tokio::spawn(async move {
-            let result = placement::write(&client, &keys, &group, &peer, timing).await;
-            let _ = reply.send(result);
         });
     }
 }

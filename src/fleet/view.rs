@@ -8,8 +8,10 @@ use tokio::time::Instant;
 use super::actor::Actor;
 use super::error::FleetError;
 use super::keys::Key;
+use super::placement;
 use super::reports::HostReport;
 use super::watch::{Record, SyncNews};
+use tokio::sync::oneshot;
 
 impl Actor {
     pub(crate) fn start_sync(&mut self) {
@@ -144,5 +146,34 @@ impl Actor {
             }
             None => {}
         }
+    }
+
+    /// `MoveGroup`: checked here against the configuration, then written by a transaction
+    /// that requires the target host to be alive.
+    pub(crate) fn move_group(
+        &mut self,
+        group: String,
+        peer: String,
+        reply: oneshot::Sender<Result<(), FleetError>>,
+    ) {
+        if let Err(error) = placement::check(self.placements.groups(), &group, &peer) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        if self.live_lease().is_none() {
+            let _ = reply.send(Err(FleetError::NotConnected(self.state.as_str())));
+            return;
+        }
+        if self.placements.peer(&group) == Some(peer.as_str()) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let client = self.client.clone();
+        let keys = self.keys.clone();
+        let timing = self.timing;
+        tokio::spawn(async move {
+            let result = placement::write(&client, &keys, &group, &peer, timing).await;
+            let _ = reply.send(result);
+        });
     }
 }
