@@ -53,6 +53,8 @@ pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod events;
+#[cfg(feature = "fleet")]
+pub mod fleet;
 pub mod fs_trust;
 pub mod jobs;
 pub mod logging;

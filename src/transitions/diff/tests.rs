@@ -77,6 +77,7 @@ fn config(host: &str, groups: &[(&str, &str)], services: Vec<(&str, Service)>) -
             name.to_string(),
             Group {
                 peer: peer.to_string(),
+                peers: Vec::new(),
             },
         );
     }
@@ -162,7 +163,13 @@ fn moving_a_group_away_unserves_its_services() {
     let (_, plan) = diffed(&old, &new);
     assert_eq!(
         plan.groups_moved,
-        vec![("g".to_string(), Group { peer: "b".into() })]
+        vec![(
+            "g".to_string(),
+            Group {
+                peer: "b".into(),
+                peers: Vec::new()
+            }
+        )]
     );
     assert_eq!(plan.unserved, strings(&["s"]));
     assert!(plan.services_changed.is_empty());
@@ -302,6 +309,7 @@ pub(crate) fn arb_config() -> impl Strategy<Value = Config> {
                     name.to_string(),
                     Group {
                         peer: peer.to_owned(),
+                        peers: Vec::new(),
                     },
                 );
             }
