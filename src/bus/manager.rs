@@ -39,6 +39,11 @@ impl ManagerObject {
             status,
         }
     }
+
+    /// The supervisor this object forwards to (for the ObjectManager beside it).
+    pub fn supervisor(&self) -> Handle {
+        self.supervisor.clone()
+    }
 }
 
 /// A row of `ListServices` (`(ssssuo)` on the wire), for the daemon and its clients alike.
