@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod error;
 pub mod jobs;
 pub mod logging;
+pub mod man;
 pub mod manager_status;
 pub mod methods;
 pub mod names;
