@@ -54,7 +54,7 @@ struct Args {
     /// /run/systemd/journal/socket exists.
     #[arg(long, value_enum, default_value = "auto")]
     log_target: LogTarget,
-    /// Where services' stdout/stderr go: the journal (as SYSLOG_IDENTIFIER=<service>) if
+    /// Where services' stdout/stderr go: the journal (as SYSLOG_IDENTIFIER=name) if
     /// journald runs, else corrald's stderr prefixed by the service name.
     #[arg(long, value_enum, default_value = "auto")]
     child_output: ChildOutput,
@@ -73,9 +73,9 @@ struct Args {
 enum ChildOutput {
     /// The journal if journald runs, else stderr.
     Auto,
-    /// One journal stream per service, as SYSLOG_IDENTIFIER=<service>.
+    /// One journal stream per service, as SYSLOG_IDENTIFIER=name.
     Journal,
-    /// corrald's stderr, each line prefixed with "<service>[<pid>]: ".
+    /// corrald's stderr, each line prefixed with the service's name and PID.
     Stderr,
 }
 
