@@ -47,10 +47,10 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::RunRecipe { service, recipe } => {
-            let id = lookup_service(&manager(cx).await?, &service)
-                .await?
-                .run_recipe(&recipe)
-                .await?;
+            let m = manager(cx).await?;
+            let recipe = &recipe;
+            let id =
+                on_service(&m, &service, |s| async move { s.run_recipe(recipe).await }).await?;
             if cx.json {
                 println!("{}", json!({ "job": id }));
             } else {
