@@ -355,14 +355,22 @@ where
     Fut: Future<Output = BusResult<T>>,
 {
     let service = lookup_service(m, name).await?;
-    request(service).await.map_err(|err| match err {
+    request(service)
+        .await
+        .map_err(|err| vanished_is_no_such_service(name, err))
+}
+
+/// `err` of a request to the object of service `name`, with D-Bus's `UnknownObject` (the
+/// object is gone) as `NoSuchService`.
+fn vanished_is_no_such_service(name: &str, err: BusError) -> BusError {
+    match err {
         BusError::ZBus(zbus::Error::FDO(fdo))
             if matches!(*fdo, zbus::fdo::Error::UnknownObject(_)) =>
         {
             BusError::NoSuchService(format!("no service named {name:?}: it was just removed"))
         }
         other => other,
-    })
+    }
 }
 
 async fn reload(cx: &Context) -> BusResult<ExitCode> {
@@ -406,6 +414,22 @@ mod tests {
             format_timestamp(951_782_400_000_000),
             "2000-02-29 00:00:00 UTC"
         );
+    }
+
+    #[test]
+    fn a_vanished_service_object_is_no_such_service() {
+        let gone = zbus::fdo::Error::UnknownObject("Unknown object '/x'".into());
+        let err = vanished_is_no_such_service("web", BusError::ZBus(zbus::Error::FDO(gone.into())));
+        assert!(
+            matches!(&err, BusError::NoSuchService(m) if m.contains("\"web\"")),
+            "{err:?}"
+        );
+        assert_eq!(super::super::exit_code_for(&err), ExitCode::from(4));
+        let denied = BusError::AccessDenied("no".into());
+        assert!(matches!(
+            vanished_is_no_such_service("web", denied),
+            BusError::AccessDenied(_)
+        ));
     }
 
     #[test]
