@@ -29,7 +29,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use corral::client::{ManagerProxy, service};
+use corral::client::{ManagerProxy, ServiceRow, service};
 use futures_util::StreamExt;
 use serde_json::json;
 use zbus::Connection;
@@ -120,7 +120,7 @@ async fn latency(address: &str, calls: usize) -> Result<serde_json::Value> {
     let connection = connect(address).await?;
     let manager = manager(&connection).await?;
     let list = manager.list_services().await?;
-    let names: Vec<String> = list.iter().map(|s| s.0.clone()).collect();
+    let names: Vec<String> = list.iter().map(|s| s.name.clone()).collect();
     let mut proxies = Vec::new();
     for name in names.iter().take(64) {
         proxies.push(service(&connection, name).await?);
@@ -174,7 +174,7 @@ async fn throughput(
             .list_services()
             .await?
             .into_iter()
-            .map(|s| s.0)
+            .map(|s| s.name)
             .collect()
     } else {
         Vec::new()
@@ -222,7 +222,7 @@ async fn reload(address: &str) -> Result<serde_json::Value> {
     const BOUND: Duration = Duration::from_secs(60);
     async fn bounded<T>(
         what: &str,
-        call: impl std::future::Future<Output = zbus::Result<T>>,
+        call: impl std::future::Future<Output = corral::client::BusResult<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(BOUND, call).await {
             Ok(result) => Ok(result?),
@@ -235,7 +235,7 @@ async fn reload(address: &str) -> Result<serde_json::Value> {
         bounded("ListServices before Reload", manager.list_services())
             .await?
             .into_iter()
-            .map(|s| (s.0, s.4))
+            .map(|s| (s.name, s.main_pid))
             .collect();
     let t = Instant::now();
     let transitions = bounded("Reload", manager.reload()).await?;
@@ -243,9 +243,9 @@ async fn reload(address: &str) -> Result<serde_json::Value> {
     let after = bounded("ListServices after Reload", manager.list_services()).await?;
     let kept = after
         .iter()
-        .filter(|s| s.4 != 0 && before.get(&s.0) == Some(&s.4))
+        .filter(|s| s.main_pid != 0 && before.get(&s.name) == Some(&s.main_pid))
         .count();
-    let active = after.iter().filter(|s| s.2 == "active").count();
+    let active = after.iter().filter(|s| s.active_state == "active").count();
     Ok(
         json!({"ms": ms(elapsed), "transitions": transitions.len(), "services": after.len(),
               "pids_kept": kept, "active": active}),
@@ -475,15 +475,13 @@ async fn wait_active(address: &str, n: usize) -> Result<serde_json::Value> {
     loop {
         // Before corrald owns its name the call fails; that is "not yet", too.
         let list = manager.list_services().await.unwrap_or_default();
-        let active = list.iter().filter(|s| s.2 == "active").count();
+        let active = list.iter().filter(|s| s.active_state == "active").count();
         if active >= n || Instant::now() > deadline {
             return Ok(json!({"listed": list.len(), "active": active}));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-type ServiceRow = (String, String, String, String, u32, zbus::OwnedObjectPath);
 
 struct TrivialService;
 
@@ -514,14 +512,14 @@ async fn trivial_server(address: &str, n: usize) -> Result<serde_json::Value> {
             let path = corral::names::service_path(&name)
                 .try_into()
                 .expect("valid path");
-            (
+            ServiceRow {
                 name,
-                String::new(),
-                "active".into(),
-                "running".into(),
-                1,
+                group: String::new(),
+                active_state: "active".into(),
+                sub_state: "running".into(),
+                main_pid: 1,
                 path,
-            )
+            }
         })
         .collect();
     let mut builder = zbus::connection::Builder::address(address)

@@ -1,7 +1,13 @@
 //! Client-side proxies of corral's D-Bus interfaces, shared by `corralctl`, the tests and
-//! the benchmarks.
+//! the benchmarks. They speak the daemon's own types: a `ListServices` row is a
+//! [`ServiceRow`], and every call fails with a [`BusError`] — corral's wire errors as
+//! variants (`BusError::NoSuchService`, …), anything else (no daemon, a broken connection,
+//! a standard D-Bus error) as `BusError::ZBus`.
 
 use zbus::{OwnedObjectPath, proxy};
+
+pub use crate::bus::errors::{BusError, BusResult};
+pub use crate::bus::manager::ServiceRow;
 
 /// `org.corral.Corral1.Manager` on `/org/corral/Corral1`.
 #[proxy(
@@ -10,24 +16,22 @@ use zbus::{OwnedObjectPath, proxy};
     default_path = "/org/corral/Corral1"
 )]
 pub trait Manager {
-    fn list_services(
-        &self,
-    ) -> zbus::Result<Vec<(String, String, String, String, u32, OwnedObjectPath)>>;
-    fn get_service(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
-    fn start_service(&self, name: &str) -> zbus::Result<()>;
-    fn stop_service(&self, name: &str) -> zbus::Result<()>;
-    fn restart_service(&self, name: &str) -> zbus::Result<()>;
-    fn reload(&self) -> zbus::Result<Vec<(String, String)>>;
-    fn call(&self, service: &str, method: &str, args: &[String]) -> zbus::Result<String>;
+    fn list_services(&self) -> BusResult<Vec<ServiceRow>>;
+    fn get_service(&self, name: &str) -> BusResult<OwnedObjectPath>;
+    fn start_service(&self, name: &str) -> BusResult<()>;
+    fn stop_service(&self, name: &str) -> BusResult<()>;
+    fn restart_service(&self, name: &str) -> BusResult<()>;
+    fn reload(&self) -> BusResult<Vec<(String, String)>>;
+    fn call(&self, service: &str, method: &str, args: &[String]) -> BusResult<String>;
 
     #[zbus(property)]
-    fn version(&self) -> zbus::Result<String>;
+    fn version(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn host(&self) -> zbus::Result<String>;
+    fn host(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn state(&self) -> zbus::Result<String>;
+    fn state(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn config_generation(&self) -> zbus::Result<u64>;
+    fn config_generation(&self) -> BusResult<u64>;
 
     #[zbus(signal)]
     fn service_state_changed(
@@ -46,52 +50,53 @@ pub trait Manager {
     default_service = "org.corral.Corral1"
 )]
 pub trait Service {
-    fn start(&self) -> zbus::Result<()>;
-    fn stop(&self) -> zbus::Result<()>;
-    fn restart(&self) -> zbus::Result<()>;
-    fn pause(&self) -> zbus::Result<()>;
-    fn resume(&self) -> zbus::Result<()>;
-    fn kill(&self, signal: i32) -> zbus::Result<()>;
-    fn call(&self, method: &str, args: &[String]) -> zbus::Result<String>;
-    fn run_recipe(&self, recipe: &str) -> zbus::Result<u64>;
+    fn start(&self) -> BusResult<()>;
+    fn stop(&self) -> BusResult<()>;
+    fn restart(&self) -> BusResult<()>;
+    fn pause(&self) -> BusResult<()>;
+    fn resume(&self) -> BusResult<()>;
+    fn kill(&self, signal: i32) -> BusResult<()>;
+    fn call(&self, method: &str, args: &[String]) -> BusResult<String>;
+    fn run_recipe(&self, recipe: &str) -> BusResult<u64>;
 
     #[zbus(property)]
-    fn name(&self) -> zbus::Result<String>;
+    fn name(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn group(&self) -> zbus::Result<String>;
+    fn group(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn description(&self) -> zbus::Result<String>;
+    fn description(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn active_state(&self) -> zbus::Result<String>;
+    fn active_state(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn sub_state(&self) -> zbus::Result<String>;
+    fn sub_state(&self) -> BusResult<String>;
     #[zbus(property, name = "MainPID")]
-    fn main_pid(&self) -> zbus::Result<u32>;
+    fn main_pid(&self) -> BusResult<u32>;
     #[zbus(property)]
-    fn online(&self) -> zbus::Result<bool>;
+    fn online(&self) -> BusResult<bool>;
     #[zbus(property)]
-    fn served(&self) -> zbus::Result<bool>;
+    fn served(&self) -> BusResult<bool>;
     #[zbus(property, name = "NRestarts")]
-    fn n_restarts(&self) -> zbus::Result<u32>;
+    fn n_restarts(&self) -> BusResult<u32>;
     #[zbus(property)]
-    fn exec_main_status(&self) -> zbus::Result<i32>;
+    fn exec_main_status(&self) -> BusResult<i32>;
     #[zbus(property)]
-    fn last_error(&self) -> zbus::Result<String>;
+    fn last_error(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn status_text(&self) -> zbus::Result<String>;
+    fn status_text(&self) -> BusResult<String>;
     #[zbus(property)]
-    fn state_change_timestamp(&self) -> zbus::Result<u64>;
+    fn state_change_timestamp(&self) -> BusResult<u64>;
     #[zbus(property)]
-    fn methods(&self) -> zbus::Result<Vec<String>>;
+    fn methods(&self) -> BusResult<Vec<String>>;
     #[zbus(property)]
-    fn recipes(&self) -> zbus::Result<Vec<String>>;
+    fn recipes(&self) -> BusResult<Vec<String>>;
     #[zbus(property)]
-    fn active_jobs(&self) -> zbus::Result<u32>;
+    fn active_jobs(&self) -> BusResult<u32>;
     #[zbus(property)]
-    fn queued_jobs(&self) -> zbus::Result<u32>;
+    fn queued_jobs(&self) -> BusResult<u32>;
 }
 
-/// A proxy on the service called `name` (the path is derived, no round trip).
+/// A proxy on the service called `name` (the path is derived, no round trip; a name that
+/// does not exist fails on first use, with D-Bus's `UnknownObject`).
 pub async fn service<'a>(
     connection: &zbus::Connection,
     name: &str,
@@ -101,4 +106,19 @@ pub async fn service<'a>(
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await
+}
+
+/// A proxy on the service called `name`, as corrald resolves it (`GetService`): every
+/// `corralctl` verb goes through here, so an unknown name is `BusError::NoSuchService`
+/// whatever the verb.
+pub async fn lookup_service<'a>(
+    manager: &ManagerProxy<'_>,
+    name: &str,
+) -> BusResult<ServiceProxy<'a>> {
+    let path = manager.get_service(name).await?;
+    Ok(ServiceProxy::builder(manager.inner().connection())
+        .path(path)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await?)
 }

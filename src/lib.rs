@@ -58,6 +58,7 @@ pub mod fleet;
 pub mod fs_trust;
 pub mod jobs;
 pub mod logging;
+pub mod man;
 pub mod methods;
 pub mod names;
 pub mod process;

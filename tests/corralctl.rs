@@ -105,6 +105,43 @@ async fn start_stop_status_and_exit_codes() {
     assert!(!alive(alpha_pid));
 }
 
+/// `pause` and `resume` of an unknown name used to reach for the service object directly
+/// and exit 1 with D-Bus's `UnknownObject`; every verb now asks corrald for the name.
+#[tokio::test]
+async fn every_verb_says_no_such_service_and_exits_4() {
+    let bus = TestBus::start();
+    let _corrald = Corrald::start(&bus, CONFIG).await;
+    for verb in [
+        &["start", "nosuch"][..],
+        &["stop", "nosuch"],
+        &["restart", "nosuch"],
+        &["pause", "nosuch"],
+        &["resume", "nosuch"],
+        &["kill", "nosuch"],
+        &["kill", "--signal", "HUP", "nosuch"],
+        &["status", "nosuch"],
+        &["run-recipe", "nosuch", "backup"],
+    ] {
+        let out = corralctl(&bus, verb);
+        assert_eq!(out.status.code(), Some(4), "{verb:?}: {out:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("NoSuchService: no service named \"nosuch\""),
+            "{verb:?}: {err}"
+        );
+        assert!(!err.contains("UnknownObject"), "{verb:?}: {err}");
+    }
+    // A known name beside an unknown one: the known one is still acted on.
+    let out = corralctl(&bus, &["pause", "alpha", "nosuch"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let conn = bus.connect().await;
+    let alpha = service(&conn, "alpha").await;
+    assert_eq!(alpha.sub_state().await.unwrap(), "paused");
+    let out = corralctl(&bus, &["resume", "nosuch", "alpha"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(alpha.sub_state().await.unwrap(), "running");
+}
+
 #[tokio::test]
 async fn overview_and_reload() {
     let bus = TestBus::start();

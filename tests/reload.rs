@@ -89,7 +89,7 @@ async fn pids(conn: &zbus::Connection) -> HashMap<String, u32> {
         .await
         .unwrap()
         .into_iter()
-        .map(|row| (row.0, row.4))
+        .map(|row| (row.name, row.main_pid))
         .collect()
 }
 

@@ -46,18 +46,28 @@ async fn lists_services_with_their_state_and_objects() {
     let _corrald = Corrald::start(&bus, CONFIG).await;
     let conn = bus.connect().await;
     let rows = manager(&conn).await.list_services().await.unwrap();
-    let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["db", "manual", "missing", "remote", "web"]);
     let db = &rows[0];
-    assert_eq!((db.2.as_str(), db.3.as_str()), ("active", "running"));
-    assert!(alive(db.4));
-    assert_eq!(db.5.as_str(), "/org/corral/Corral1/service/db");
+    assert_eq!(
+        (db.active_state.as_str(), db.sub_state.as_str()),
+        ("active", "running")
+    );
+    assert!(alive(db.main_pid));
+    assert_eq!(db.path.as_str(), "/org/corral/Corral1/service/db");
     let remote = &rows[3];
     assert_eq!(
-        (remote.1.as_str(), remote.2.as_str(), remote.4),
+        (
+            remote.group.as_str(),
+            remote.active_state.as_str(),
+            remote.main_pid
+        ),
         ("there", "inactive", 0)
     );
-    assert_eq!(rows[1].2, "inactive", "autostart = false is not started");
+    assert_eq!(
+        rows[1].active_state, "inactive",
+        "autostart = false is not started"
+    );
 
     let m = manager(&conn).await;
     assert_eq!(m.host().await.unwrap(), "node-a");

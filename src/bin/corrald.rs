@@ -1,10 +1,11 @@
 //! `corrald`: the corral daemon. Parses the command line, sets up logging, and runs
 //! [`corral::daemon::run`] until SIGTERM or SIGINT.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -16,12 +17,23 @@ use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
 use corral::process::output::JOURNAL_STDOUT;
 
-/// Supervise daemons and publish each on the D-Bus system bus as org.corral.Corral1.
+/// Supervise daemons and publish them on the D-Bus system bus
+///
+/// corrald starts the services of its configuration in dependency order, restarts them
+/// with back-off, applies configuration changes without disturbing what did not change,
+/// and publishes each service on the D-Bus system bus as org.corral.Corral1. See corrald(8).
 #[derive(Parser, Debug)]
-#[command(name = "corrald", version, about)]
+#[command(
+    name = "corrald",
+    version,
+    override_usage = "corrald [OPTIONS]\n       corrald --check [--config PATH]"
+)]
 struct Args {
     /// Configuration file or directory [default: /etc/corral/corral.toml plus
     /// /etc/corral/corral.d/*.toml].
+    ///
+    /// A file is read together with the corral.d/ directory beside it; a directory, as
+    /// all the *.toml files in it.
     #[arg(long, short = 'c', value_name = "PATH")]
     config: Option<PathBuf>,
     /// Use the session bus instead of the system bus (for development).
@@ -30,33 +42,50 @@ struct Args {
     /// Connect to this bus address (default: the system bus, or DBUS_SYSTEM_BUS_ADDRESS).
     #[arg(long, value_name = "ADDRESS")]
     bus_address: Option<String>,
-    /// Directory for corrald's sockets.
+    /// Directory for corrald's sockets (the notify socket of `type = "notify"` services).
+    /// Created with mode 0755 when missing; corrald refuses to start (exit status 1) when
+    /// it exists and is owned by another user or writable by group or others.
     #[arg(long, value_name = "DIR", default_value = "/run/corral")]
     runtime_dir: PathBuf,
     /// Log level or filter, e.g. "debug" or "corral=trace" [default: RUST_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
     /// Where corrald's own logs go.
+    ///
+    /// In the journal they carry SYSLOG_IDENTIFIER=corrald; "auto" means the journal when
+    /// /run/systemd/journal/socket exists.
     #[arg(long, value_enum, default_value = "auto")]
     log_target: LogTarget,
-    /// Where services' stdout/stderr go: the journal (as SYSLOG_IDENTIFIER=<service>) if
+    /// Where services' stdout/stderr go: the journal (as SYSLOG_IDENTIFIER=name) if
     /// journald runs, else corrald's stderr prefixed by the service name.
     #[arg(long, value_enum, default_value = "auto")]
     child_output: ChildOutput,
     /// Check the configuration, print what would run, and exit.
+    ///
+    /// Exits 0 when the configuration is valid, else 2 after printing every error with
+    /// its file, line and column.
     #[arg(long)]
     check: bool,
+    /// Write the corrald(8) man page to stdout (for packagers).
+    #[arg(long, hide = true, exclusive = true)]
+    generate_man: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ChildOutput {
+    /// The journal if journald runs, else stderr.
     Auto,
+    /// One journal stream per service, as SYSLOG_IDENTIFIER=name.
     Journal,
+    /// corrald's stderr, each line prefixed with the service's name and PID.
     Stderr,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.generate_man {
+        return generate_man();
+    }
     let config = match &args.config {
         Some(path) => ConfigSource::Path(path.clone()),
         None => ConfigSource::Default,
@@ -140,6 +169,18 @@ fn check(source: &ConfigSource) -> ExitCode {
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `--generate-man`: corrald(8) from this command line plus the prose of [`corral::man`].
+fn generate_man() -> ExitCode {
+    let page = corral::man::corrald(Args::command());
+    match std::io::stdout().lock().write_all(&page) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("corrald: cannot write: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,5 +1,10 @@
 //! corral's D-Bus errors: the one place where internal errors become wire error names
 //! (`org.corral.Corral1.Error.*`). The names are API; the messages are for people.
+//!
+//! Clients use the same enum: the proxies in [`crate::client`] return it, and the derive's
+//! `From<zbus::Error>` turns a reply carrying one of these names back into its variant
+//! (anything else — no daemon, a lost connection, a standard D-Bus error — stays
+//! [`BusError::ZBus`]).
 
 use zbus::DBusError;
 
@@ -77,5 +82,47 @@ mod tests {
                 format!("org.corral.Corral1.Error.{name}")
             );
         }
+    }
+
+    /// What a client gets back: the reply the daemon sends for each error, read the way
+    /// a proxy reads it, is the same variant with the same message.
+    #[test]
+    fn clients_get_the_variant_back() {
+        let call = zbus::Message::method_call("/org/corral/Corral1", "GetService")
+            .build(&())
+            .unwrap();
+        let every = [
+            BusError::NoSuchService("no service named \"x\"".into()),
+            BusError::InvalidConfig("m".into()),
+            BusError::StartFailed("m".into()),
+            BusError::Timeout("m".into()),
+            BusError::AccessDenied("m".into()),
+            BusError::NotServedHere("m".into()),
+            BusError::QueueFull("m".into()),
+            BusError::NoSuchMethod("m".into()),
+            BusError::MethodFailed("m".into()),
+            BusError::InvalidArgs("m".into()),
+            BusError::ShuttingDown("m".into()),
+        ];
+        for sent in every {
+            let reply = sent.create_reply(&call.header()).unwrap();
+            let received = BusError::from(zbus::Error::from(reply));
+            assert_eq!(received.name(), sent.name());
+            assert_eq!(received.description(), sent.description());
+            assert!(!matches!(received, BusError::ZBus(_)), "{received:?}");
+        }
+    }
+
+    #[test]
+    fn other_errors_stay_zbus_errors() {
+        let unknown = zbus::Error::FDO(Box::new(zbus::fdo::Error::UnknownObject("/x".into())));
+        assert!(matches!(
+            BusError::from(unknown),
+            BusError::ZBus(zbus::Error::FDO(_))
+        ));
+        assert!(matches!(
+            BusError::from(zbus::Error::InvalidReply),
+            BusError::ZBus(zbus::Error::InvalidReply)
+        ));
     }
 }

@@ -2,10 +2,11 @@
 //! stopping them by name, reloading, and the transition and state-change signals (emitted
 //! by the publisher through the signal functions declared here).
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::{Connection, OwnedObjectPath, interface};
+use zbus::{Connection, OwnedObjectPath, Type, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
@@ -38,10 +39,25 @@ impl ManagerObject {
             status,
         }
     }
+
+    /// The supervisor this object forwards to (for the ObjectManager beside it).
+    pub fn supervisor(&self) -> Handle {
+        self.supervisor.clone()
+    }
 }
 
-/// A row of `ListServices`: name, group, active state, sub state, main PID, object path.
-pub type ServiceRow = (String, String, String, String, u32, OwnedObjectPath);
+/// A row of `ListServices` (`(ssssuo)` on the wire), for the daemon and its clients alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct ServiceRow {
+    pub name: String,
+    /// Empty for an ungrouped service.
+    pub group: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// 0 when no process runs.
+    pub main_pid: u32,
+    pub path: OwnedObjectPath,
+}
 
 #[interface(name = "org.corral.Corral1.Manager")]
 impl ManagerObject {
@@ -54,14 +70,14 @@ impl ManagerObject {
             .map(|s| {
                 let path = OwnedObjectPath::try_from(service_path(&s.name))
                     .expect("escaped labels make valid paths");
-                (
-                    s.name,
-                    s.group,
-                    s.active_state.to_owned(),
-                    s.sub_state.to_owned(),
-                    s.main_pid,
+                ServiceRow {
+                    name: s.name,
+                    group: s.group,
+                    active_state: s.active_state.to_owned(),
+                    sub_state: s.sub_state.to_owned(),
+                    main_pid: s.main_pid,
                     path,
-                )
+                }
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod errors;
 pub mod manager;
+pub mod object_manager;
 pub mod publisher;
 pub mod service;
 pub mod upcall;
@@ -25,9 +26,9 @@ pub enum BusAddress {
     Address(String),
 }
 
-/// Connects, serves the manager object and the ObjectManager at the manager path, and
-/// owns `org.corral.Corral1` (requested after the objects are served, so a client that
-/// sees the name finds the objects).
+/// Connects, serves the manager object and the ObjectManager of the service objects at the
+/// manager path, and owns `org.corral.Corral1` (requested after the objects are served, so
+/// a client that sees the name finds the objects).
 pub async fn connect(
     address: &BusAddress,
     manager: manager::ManagerObject,
@@ -38,10 +39,11 @@ pub async fn connect(
         BusAddress::Session => Builder::session(),
         BusAddress::Address(address) => Builder::address(address.as_str()),
     };
+    let services = object_manager::ServiceObjects::new(manager.supervisor());
     builder
         .serve_at(MANAGER_PATH, manager)
         .serve_at(MANAGER_PATH, upcalls)
-        .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)
+        .serve_at(MANAGER_PATH, services)
         .name(BUS_NAME)
         .build()
         .await

@@ -61,6 +61,23 @@ impl UpcallObject {
             .await?)
     }
 
+    async fn release_lease(
+        &self,
+        lease_id: u64,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BusError> {
+        Ok(self
+            .upcalls
+            .release_lease(&caller(&header)?, lease_id)
+            .await?)
+    }
+
+    // AcquireLease is declared last on purpose: busctl (systemd 252, Debian 12's) reads the
+    // objects zbus describes *inside* another node's introspection (as it does for `/`,
+    // `/org`, `/org/corral`) carrying the direction of the last method argument over to the
+    // signal arguments that follow, and warns "Unexpected signal <arg> direction value
+    // 'in'" for each when that argument was an `in` one. Ending the methods on an `out`
+    // argument keeps `busctl tree` quiet; tests/bus_tools.rs checks it.
     /// Takes a `read` or `write` lease on `resource`; returns once granted (conflicting
     /// holders are recalled first, and revoked after `lease_recall_timeout`).
     async fn acquire_lease(
@@ -73,17 +90,6 @@ impl UpcallObject {
         Ok(self
             .upcalls
             .acquire_lease(&caller(&header)?, service, resource, kind)
-            .await?)
-    }
-
-    async fn release_lease(
-        &self,
-        lease_id: u64,
-        #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), BusError> {
-        Ok(self
-            .upcalls
-            .release_lease(&caller(&header)?, lease_id)
             .await?)
     }
 

@@ -8,7 +8,7 @@ use zbus::Connection;
 
 use super::cli::Command;
 use super::output::{paint_as, paint_state, table};
-use crate::client::{self, ManagerProxy, ServiceProxy};
+use crate::client::{BusError, BusResult, ManagerProxy, ServiceProxy, ServiceRow, lookup_service};
 
 pub struct Context {
     pub connection: Connection,
@@ -16,7 +16,7 @@ pub struct Context {
     pub color: bool,
 }
 
-pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
+pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
     match command {
         Command::List => list(cx).await,
         Command::Status { names } if names.is_empty() => overview(cx).await,
@@ -27,7 +27,8 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
         Command::Pause { names } => each(cx, &names, Verb::Pause).await,
         Command::Resume { names } => each(cx, &names, Verb::Resume).await,
         Command::Kill { signal, names } => {
-            let number = parse_signal(&signal).map_err(zbus::Error::Failure)?;
+            let number =
+                parse_signal(&signal).map_err(|e| BusError::ZBus(zbus::Error::Failure(e)))?;
             each(cx, &names, Verb::Kill(number)).await
         }
         Command::Call {
@@ -46,11 +47,10 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::RunRecipe { service, recipe } => {
-            manager(cx).await?.get_service(&service).await?;
-            let id = client::service(&cx.connection, &service)
-                .await?
-                .run_recipe(&recipe)
-                .await?;
+            let m = manager(cx).await?;
+            let recipe = &recipe;
+            let id =
+                on_service(&m, &service, |s| async move { s.run_recipe(recipe).await }).await?;
             if cx.json {
                 println!("{}", json!({ "job": id }));
             } else {
@@ -67,20 +67,21 @@ pub async fn run(cx: &Context, command: Command) -> zbus::Result<ExitCode> {
     }
 }
 
-async fn manager(cx: &Context) -> zbus::Result<ManagerProxy<'static>> {
-    ManagerProxy::builder(&cx.connection)
+async fn manager(cx: &Context) -> BusResult<ManagerProxy<'static>> {
+    Ok(ManagerProxy::builder(&cx.connection)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
-        .await
+        .await?)
 }
 
-async fn list(cx: &Context) -> zbus::Result<ExitCode> {
+async fn list(cx: &Context) -> BusResult<ExitCode> {
     let rows = manager(cx).await?.list_services().await?;
     if cx.json {
         let items: Vec<_> = rows
             .iter()
-            .map(|(name, group, active, sub, pid, path)| {
-                json!({"name": name, "group": group, "active_state": active, "sub_state": sub, "main_pid": pid, "path": path.as_str()})
+            .map(|row| {
+                json!({"name": row.name, "group": row.group, "active_state": row.active_state,
+                       "sub_state": row.sub_state, "main_pid": row.main_pid, "path": row.path.as_str()})
             })
             .collect();
         println!("{}", serde_json::Value::Array(items));
@@ -90,27 +91,26 @@ async fn list(cx: &Context) -> zbus::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-type Row = (String, String, String, String, u32, zbus::OwnedObjectPath);
-
-fn service_table(cx: &Context, rows: &[Row]) -> String {
+fn service_table(cx: &Context, rows: &[ServiceRow]) -> String {
     let cells: Vec<Vec<(String, String)>> = rows
         .iter()
-        .map(|(name, group, active, sub, pid, _)| {
-            let pid = if *pid == 0 {
+        .map(|row| {
+            let pid = if row.main_pid == 0 {
                 "-".to_owned()
             } else {
-                pid.to_string()
+                row.main_pid.to_string()
             };
-            let group = if group.is_empty() {
+            let group = if row.group.is_empty() {
                 "-".to_owned()
             } else {
-                group.clone()
+                row.group.clone()
             };
+            let active = &row.active_state;
             vec![
-                (name.clone(), name.clone()),
+                (row.name.clone(), row.name.clone()),
                 (group.clone(), group),
                 (active.clone(), paint_state(active, cx.color)),
-                (sub.clone(), sub.clone()),
+                (row.sub_state.clone(), row.sub_state.clone()),
                 (pid.clone(), pid),
             ]
         })
@@ -118,7 +118,7 @@ fn service_table(cx: &Context, rows: &[Row]) -> String {
     table(&["NAME", "GROUP", "ACTIVE", "SUB", "PID"], &cells)
 }
 
-async fn overview(cx: &Context) -> zbus::Result<ExitCode> {
+async fn overview(cx: &Context) -> BusResult<ExitCode> {
     let m = manager(cx).await?;
     let (version, host, state, generation, rows) = (
         m.version().await?,
@@ -136,9 +136,9 @@ async fn overview(cx: &Context) -> zbus::Result<ExitCode> {
     }
     let mut counts: Vec<(String, usize)> = Vec::new();
     for row in &rows {
-        match counts.iter_mut().find(|(s, _)| *s == row.2) {
+        match counts.iter_mut().find(|(s, _)| *s == row.active_state) {
             Some((_, n)) => *n += 1,
-            None => counts.push((row.2.clone(), 1)),
+            None => counts.push((row.active_state.clone(), 1)),
         }
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
@@ -151,14 +151,12 @@ async fn overview(cx: &Context) -> zbus::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(cx: &Context, names: &[String]) -> zbus::Result<ExitCode> {
+async fn status(cx: &Context, names: &[String]) -> BusResult<ExitCode> {
     let m = manager(cx).await?;
     let mut all_active = true;
     let mut documents = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        m.get_service(name).await?;
-        let s = client::service(&cx.connection, name).await?;
-        let details = Details::read(&s).await?;
+        let details = on_service(&m, name, |s| async move { Details::read(&s).await }).await?;
         all_active &= details.active == "active";
         if cx.json {
             documents.push(details.to_json(name));
@@ -198,7 +196,7 @@ struct Details {
 }
 
 impl Details {
-    async fn read(s: &ServiceProxy<'_>) -> zbus::Result<Details> {
+    async fn read(s: &ServiceProxy<'_>) -> BusResult<Details> {
         Ok(Details {
             description: s.description().await?,
             group: s.group().await?,
@@ -316,28 +314,22 @@ enum Verb {
 }
 
 /// Applies `verb` to every named service concurrently; reports each failure.
-async fn each(cx: &Context, names: &[String], verb: Verb) -> zbus::Result<ExitCode> {
+async fn each(cx: &Context, names: &[String], verb: Verb) -> BusResult<ExitCode> {
     let m = manager(cx).await?;
     let verb = &verb;
     let results = join_all(names.iter().map(|name| {
         let m = &m;
         async move {
-            let result = async {
+            let result = on_service(m, name, |s| async move {
                 match verb {
-                    Verb::Start => m.start_service(name).await,
-                    Verb::Stop => m.stop_service(name).await,
-                    Verb::Restart => m.restart_service(name).await,
-                    Verb::Pause => client::service(&cx.connection, name).await?.pause().await,
-                    Verb::Resume => client::service(&cx.connection, name).await?.resume().await,
-                    Verb::Kill(signal) => {
-                        m.get_service(name).await?;
-                        client::service(&cx.connection, name)
-                            .await?
-                            .kill(*signal)
-                            .await
-                    }
+                    Verb::Start => s.start().await,
+                    Verb::Stop => s.stop().await,
+                    Verb::Restart => s.restart().await,
+                    Verb::Pause => s.pause().await,
+                    Verb::Resume => s.resume().await,
+                    Verb::Kill(signal) => s.kill(*signal).await,
                 }
-            }
+            })
             .await;
             (name, result)
         }
@@ -347,18 +339,41 @@ async fn each(cx: &Context, names: &[String], verb: Verb) -> zbus::Result<ExitCo
     for (name, result) in results {
         if let Err(err) = result {
             eprintln!("corralctl: {name}: {}", super::describe(&err));
-            code = match &err {
-                zbus::Error::MethodError(n, _, _) if n.as_str().ends_with(".NoSuchService") => {
-                    ExitCode::from(4)
-                }
-                _ => ExitCode::FAILURE,
-            };
+            code = super::exit_code_for(&err);
         }
     }
     Ok(code)
 }
 
-async fn reload(cx: &Context) -> zbus::Result<ExitCode> {
+/// Runs `request` on the service called `name`, resolved by corrald: the one way every
+/// verb finds its service, so an unknown name is `NoSuchService` (exit 4) for all of them.
+/// A service removed by a reload between the lookup and the request is no such service
+/// either, not the bare `UnknownObject` of its vanished object.
+async fn on_service<'m, T, F, Fut>(m: &'m ManagerProxy<'_>, name: &str, request: F) -> BusResult<T>
+where
+    F: FnOnce(ServiceProxy<'m>) -> Fut,
+    Fut: Future<Output = BusResult<T>>,
+{
+    let service = lookup_service(m, name).await?;
+    request(service)
+        .await
+        .map_err(|err| vanished_is_no_such_service(name, err))
+}
+
+/// `err` of a request to the object of service `name`, with D-Bus's `UnknownObject` (the
+/// object is gone) as `NoSuchService`.
+fn vanished_is_no_such_service(name: &str, err: BusError) -> BusError {
+    match err {
+        BusError::ZBus(zbus::Error::FDO(fdo))
+            if matches!(*fdo, zbus::fdo::Error::UnknownObject(_)) =>
+        {
+            BusError::NoSuchService(format!("no service named {name:?}: it was just removed"))
+        }
+        other => other,
+    }
+}
+
+async fn reload(cx: &Context) -> BusResult<ExitCode> {
     let transitions = manager(cx).await?.reload().await?;
     if cx.json {
         let items: Vec<_> = transitions
@@ -399,6 +414,22 @@ mod tests {
             format_timestamp(951_782_400_000_000),
             "2000-02-29 00:00:00 UTC"
         );
+    }
+
+    #[test]
+    fn a_vanished_service_object_is_no_such_service() {
+        let gone = zbus::fdo::Error::UnknownObject("Unknown object '/x'".into());
+        let err = vanished_is_no_such_service("web", BusError::ZBus(zbus::Error::FDO(gone.into())));
+        assert!(
+            matches!(&err, BusError::NoSuchService(m) if m.contains("\"web\"")),
+            "{err:?}"
+        );
+        assert_eq!(super::super::exit_code_for(&err), ExitCode::from(4));
+        let denied = BusError::AccessDenied("no".into());
+        assert!(matches!(
+            vanished_is_no_such_service("web", denied),
+            BusError::AccessDenied(_)
+        ));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub mod output;
 
 use std::process::ExitCode;
 
+use zbus::DBusError;
+
+use crate::client::BusError;
 pub use cli::{Cli, Command};
 
 /// Runs one `corralctl` invocation.
@@ -51,34 +54,35 @@ async fn connect(cli: &Cli) -> zbus::Result<zbus::Connection> {
     builder.build().await
 }
 
-/// The part of a D-Bus error a person needs: corral's own message, or advice when corrald
-/// is not there at all.
-pub fn describe(err: &zbus::Error) -> String {
+/// The part of an error a person needs: corral's own message, or advice when corrald is not
+/// there at all.
+pub fn describe(err: &BusError) -> String {
     use zbus::fdo::Error as Fdo;
     match err {
-        zbus::Error::FDO(fdo)
+        BusError::ZBus(zbus::Error::FDO(fdo))
             if matches!(**fdo, Fdo::ServiceUnknown(_) | Fdo::NameHasNoOwner(_)) =>
         {
             "corrald is not running on this bus (try `systemctl status corral`)".to_owned()
         }
-        zbus::Error::MethodError(name, message, _) => {
-            let name = name.as_str();
-            let short = name
-                .strip_prefix("org.corral.Corral1.Error.")
-                .unwrap_or(name);
-            format!("{short}: {}", message.as_deref().unwrap_or(""))
+        BusError::ZBus(zbus::Error::MethodError(name, message, _)) => {
+            format!("{name}: {}", message.as_deref().unwrap_or(""))
         }
-        other => other.to_string(),
+        BusError::ZBus(other) => other.to_string(),
+        corral => {
+            let name = corral.name();
+            let short = name
+                .as_str()
+                .strip_prefix("org.corral.Corral1.Error.")
+                .unwrap_or(name.as_str());
+            format!("{short}: {}", corral.description().unwrap_or(""))
+        }
     }
 }
 
-fn exit_code_for(err: &zbus::Error) -> ExitCode {
+/// `corralctl`'s exit status for a request that failed with `err`.
+pub fn exit_code_for(err: &BusError) -> ExitCode {
     match err {
-        zbus::Error::MethodError(name, _, _)
-            if name.as_str() == "org.corral.Corral1.Error.NoSuchService" =>
-        {
-            ExitCode::from(4)
-        }
+        BusError::NoSuchService(_) => ExitCode::from(4),
         _ => ExitCode::FAILURE,
     }
 }

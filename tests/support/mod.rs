@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use corral::client::{ManagerProxy, ServiceProxy};
+use corral::client::{BusError, ManagerProxy, ServiceProxy};
 use futures_util::StreamExt;
 use tempfile::TempDir;
 use zbus::Connection;
@@ -244,11 +244,31 @@ pub async fn service(connection: &Connection, name: &str) -> ServiceProxy<'stati
     corral::client::service(connection, name).await.unwrap()
 }
 
-/// The D-Bus error name of a failed call, e.g. `org.corral.Corral1.Error.NoSuchService`.
-pub fn error_name(err: &zbus::Error) -> String {
-    match err {
-        zbus::Error::MethodError(name, _, _) => name.to_string(),
-        other => panic!("not a D-Bus method error: {other:?}"),
+/// The D-Bus error name of a failed call, e.g. `org.corral.Corral1.Error.NoSuchService`:
+/// of a typed error from corral's proxies, or of a raw call's `zbus::Error`.
+pub fn error_name(err: &impl WireError) -> String {
+    err.wire_name()
+}
+
+pub trait WireError: std::fmt::Debug {
+    fn wire_name(&self) -> String;
+}
+
+impl WireError for zbus::Error {
+    fn wire_name(&self) -> String {
+        match self {
+            zbus::Error::MethodError(name, _, _) => name.to_string(),
+            other => panic!("not a D-Bus method error: {other:?}"),
+        }
+    }
+}
+
+impl WireError for BusError {
+    fn wire_name(&self) -> String {
+        match self {
+            BusError::ZBus(other) => other.wire_name(),
+            corral => zbus::DBusError::name(corral).to_string(),
+        }
     }
 }
 
