@@ -15,6 +15,7 @@ pub mod names;
 pub mod process;
 pub mod reload;
 pub mod service_notify;
+pub mod store;
 pub mod supervisor;
 pub mod systemd;
 pub mod transitions;
