@@ -1,5 +1,5 @@
 //! `corrald` as a library function: [`run`] takes everything it needs injected (config
-//! source, bus, runtime dir, output routing, notify socket, shutdown token), so tests can
+//! source, bus, runtime and state dirs, output routing, notify socket, shutdown token), so tests can
 //! run it in-process as well as the real binary.
 //!
 //! Life: read and validate the configuration → own the bus name → `Up` (every served
@@ -23,6 +23,7 @@ use crate::manager_status::{DaemonState, ManagerStatus};
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
 use crate::reload::{self, Loader};
+use crate::store::{Store, StoreError};
 use crate::supervisor::{self, Event, SupervisorListener};
 use crate::systemd::Notifier;
 use crate::transitions::Applier;
@@ -35,6 +36,8 @@ pub struct Options {
     pub bus: BusAddress,
     /// Sockets live here (`/run/corral`).
     pub runtime_dir: PathBuf,
+    /// The state store lives here (`/var/lib/corral`): see [`crate::store`].
+    pub state_dir: PathBuf,
     pub output: OutputMode,
     /// Where to send corrald's own sd_notify messages.
     pub notifier: Notifier,
@@ -52,6 +55,9 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another corrald uses the state directory: two would supervise the same services.
+    #[error("{0}")]
+    State(StoreError),
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -73,6 +79,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         path: options.runtime_dir.clone(),
         source,
     })?;
+
+    // Before the bus: a second corrald on the same state directory stops here, whatever
+    // bus it was pointed at. Every other store problem only degrades it (see `store`).
+    // The loaded state is not applied yet: the supervisor and the jobs actor take it over.
+    let (store, _loaded) = Store::open(&options.state_dir)
+        .await
+        .map_err(DaemonError::State)?;
 
     let (events, event_stream) = supervisor::event::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
@@ -197,6 +210,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let _ = connection.release_name(BUS_NAME).await;
     drop(events);
     publisher.abort();
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -243,6 +243,8 @@ async fn only_root_may_own_the_name() {
             "/dev/null",
             "--runtime-dir",
             "/tmp/corral-nobody-test",
+            "--state-dir",
+            "/tmp/corral-nobody-test/state",
             "--log-target",
             "stderr",
         ])

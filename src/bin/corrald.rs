@@ -33,6 +33,9 @@ struct Args {
     /// Directory for corrald's sockets.
     #[arg(long, value_name = "DIR", default_value = "/run/corral")]
     runtime_dir: PathBuf,
+    /// Directory for corrald's state (state.db: desired states, job history, run records).
+    #[arg(long, value_name = "DIR", default_value = corral::store::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Log level or filter, e.g. "debug" or "corral=trace" [default: RUST_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         config,
         bus,
         runtime_dir: args.runtime_dir,
+        state_dir: args.state_dir,
         output: match args.child_output {
             ChildOutput::Auto => OutputMode::detect(),
             ChildOutput::Journal => OutputMode::Journal(JOURNAL_STDOUT.into()),

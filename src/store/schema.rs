@@ -90,6 +90,8 @@ pub(super) fn is_corruption(err: &rusqlite::Error) -> bool {
 pub(super) fn describe(path: &Path, err: &rusqlite::Error) -> String {
     let hint = match err.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => " (the file system is full: free some space)",
+        // A full disk often shows as an I/O error on the WAL or its index.
+        _ if no_space_left(path) => " (the file system is full: free some space)",
         Some(ErrorCode::ReadOnly) => " (the state directory is read-only)",
         Some(ErrorCode::CannotOpen) if path.is_dir() => " (a directory is in its place)",
         Some(ErrorCode::CannotOpen) => " (check that the state directory exists and is writable)",
@@ -99,7 +101,13 @@ pub(super) fn describe(path: &Path, err: &rusqlite::Error) -> String {
     format!("{}: {err}{hint}", path.display())
 }
 
-/// Opens `path` for writing, creating it if missing, and brings its schema up to date.
+fn no_space_left(path: &Path) -> bool {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| fs.blocks_free() == 0)
+}
+
+/// Opens `path` for writing, creating it if missing, and brings its schema up to date. An
+/// existing file is checked first (`PRAGMA quick_check`, which reads every page).
 pub(super) fn connect(path: &Path) -> Result<Connection, OpenFailure> {
     if path.exists() || path.is_symlink() {
         if !path.is_file() {
@@ -108,11 +116,20 @@ pub(super) fn connect(path: &Path) -> Result<Connection, OpenFailure> {
                 path.display()
             )));
         }
-        let version = read_only(path)
-            .and_then(|probe| probe.pragma_query_value(None, "user_version", |r| r.get(0)))
-            .map_err(|err| OpenFailure::from_sqlite(path, &err))?;
+        // Read-only, so that neither a newer corral's file nor a damaged one is written to.
+        let fail = |err: rusqlite::Error| OpenFailure::from_sqlite(path, &err);
+        let probe = read_only(path).map_err(fail)?;
+        let version: i64 = probe
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(fail)?;
         if version > SCHEMA_VERSION {
             return Err(OpenFailure::NewerSchema(version));
+        }
+        let check: String = probe
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(fail)?;
+        if check != "ok" {
+            return Err(OpenFailure::Corrupt(check));
         }
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -140,12 +157,6 @@ pub(super) fn connect(path: &Path) -> Result<Connection, OpenFailure> {
         MigrateError::Sqlite(err) => fail(err),
         MigrateError::Newer(version) => OpenFailure::NewerSchema(version),
     })?;
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(fail)?;
-    if check != "ok" {
-        return Err(OpenFailure::Corrupt(check));
-    }
     Ok(conn)
 }
 
