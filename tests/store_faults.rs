@@ -87,6 +87,26 @@ async fn garbage_in_the_file_is_moved_aside_and_a_fresh_database_started() {
 }
 
 #[tokio::test]
+async fn the_job_id_floor_after_a_lost_history_is_saved_before_any_job() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DB_FILE), b"garbage".repeat(1000)).unwrap();
+    let (store, loaded) = Store::open_with(dir.path(), settings()).await.unwrap();
+    assert!(loaded.max_job_id >= now_us() - 60_000_000);
+    // On disk before any job: a corrald killed now must not count from 1 at its next start.
+    let on_disk: i64 = rusqlite::Connection::open(dir.path().join(DB_FILE))
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'max_job_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(on_disk as u64, loaded.max_job_id);
+    store.close().await;
+    let (store, reopened) = Store::open_with(dir.path(), settings()).await.unwrap();
+    assert_eq!(reopened.max_job_id, loaded.max_job_id);
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_truncated_file_is_moved_aside_and_a_fresh_database_started() {
     let dir = tempfile::tempdir().unwrap();
     populated(dir.path()).await;
@@ -139,6 +159,10 @@ async fn a_directory_in_the_files_place_degrades_until_it_is_removed() {
     store.close().await;
     let (store, again) = Store::open_with(dir.path(), settings()).await.unwrap();
     assert_eq!(again.desired["web"].state, Desired::Started);
+    assert_eq!(
+        again.max_job_id, loaded.max_job_id,
+        "the clock floor was saved"
+    );
     store.close().await;
 }
 

@@ -106,9 +106,10 @@ fn no_space_left(path: &Path) -> bool {
     nix::sys::statvfs::statvfs(dir).is_ok_and(|fs| fs.blocks_free() == 0)
 }
 
-/// Opens `path` for writing, creating it if missing, and brings its schema up to date. An
-/// existing file is checked first (`PRAGMA quick_check`, which reads every page).
-pub(super) fn connect(path: &Path) -> Result<Connection, OpenFailure> {
+/// Opens `path` for writing, creating it if missing, and brings its schema up to date. With
+/// `check`, an existing file is checked first (`PRAGMA quick_check`, which reads every page:
+/// done once per start, not on every reconnect of a retry).
+pub(super) fn connect(path: &Path, check: bool) -> Result<Connection, OpenFailure> {
     if path.exists() || path.is_symlink() {
         if !path.is_file() {
             return Err(OpenFailure::Other(format!(
@@ -125,11 +126,13 @@ pub(super) fn connect(path: &Path) -> Result<Connection, OpenFailure> {
         if version > SCHEMA_VERSION {
             return Err(OpenFailure::NewerSchema(version));
         }
-        let check: String = probe
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(fail)?;
-        if check != "ok" {
-            return Err(OpenFailure::Corrupt(check));
+        if check {
+            let result: String = probe
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(fail)?;
+            if result != "ok" {
+                return Err(OpenFailure::Corrupt(result));
+            }
         }
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE

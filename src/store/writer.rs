@@ -51,6 +51,8 @@ pub(super) struct Writer {
     /// corrald restarts: the admin must see it even after writes work again.
     lost: Option<String>,
     health: watch::Sender<StoreHealth>,
+    /// Whether the file passed `PRAGMA quick_check` (or is one this writer created).
+    checked: bool,
     backoff: Duration,
     /// When to try again while `failure` is set.
     retry_at: Option<Instant>,
@@ -74,6 +76,7 @@ impl Writer {
             failure: None,
             lost: None,
             health,
+            checked: false,
             backoff: Duration::ZERO,
             retry_at: None,
         };
@@ -92,13 +95,19 @@ impl Writer {
                 None
             }
         };
+        let known = loaded.is_some();
         let loaded = loaded.unwrap_or_else(|| Loaded {
             max_job_id: now_us(),
             ..Loaded::default()
         });
         writer.pending = Pending::from_loaded(&loaded);
-        if writer.lost.is_some() {
+        if !known {
+            // Whatever happens next, the clock-based job id floor must reach the disk, or
+            // the next start would count from 1 again.
             writer.pending.mark_all_dirty();
+            if writer.conn.is_some() {
+                writer.commit();
+            }
         }
         writer.publish_health();
         tracing::info!(
@@ -153,10 +162,15 @@ impl Writer {
 
     /// Opens the file for writing; a corrupt one is moved aside and a fresh one created.
     fn reconnect(&mut self) -> Result<Connection, OpenFailure> {
-        match schema::connect(&self.path) {
+        let result = schema::connect(&self.path, !self.checked);
+        if result.is_ok() {
+            self.checked = true;
+        }
+        match result {
             Err(OpenFailure::Corrupt(detail)) => {
                 self.move_aside(&detail).map_err(OpenFailure::Other)?;
-                schema::connect(&self.path).map_err(|failure| match failure {
+                self.checked = true;
+                schema::connect(&self.path, false).map_err(|failure| match failure {
                     OpenFailure::Corrupt(d) => OpenFailure::Other(format!(
                         "{}: a freshly created database is corrupt too ({d}): is the disk failing?",
                         self.path.display()
