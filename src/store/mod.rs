@@ -14,11 +14,12 @@
 //! corrald holding the state directory ([`StoreError::Locked`]).
 //!
 //! Layout: [`records`] the data, [`schema`] the file and its migrations, [`pending`] the
-//! writer's memory, [`writer`] the thread, [`lock`] the directory lock and process start
-//! times, [`aside`] where corrupt files go.
+//! writer's memory, [`writer`] the thread, [`opening`] what it does at start-up, [`lock`]
+//! the directory lock and process start times, [`aside`] where corrupt files go.
 
 mod aside;
 mod lock;
+mod opening;
 mod pending;
 mod records;
 mod schema;
