@@ -6,7 +6,8 @@
 //! - `writes_per_s`: sustained writes (jobs and desired states, alternating) from the first
 //!   send until a `flush` says all are committed;
 //! - `flush_1000_p50_ms` / `flush_1000_p99_ms`: 1000 writes sent, then `flush` timed until
-//!   it resolves (the writer groups them into a handful of transactions);
+//!   it resolves; `transactions_per_1000` how many commits those 1000 writes took (the
+//!   writer takes all that is queued into one);
 //! - `open_ms`: opening a store that holds `services` × 1000 jobs (the history bound), with
 //!   its `PRAGMA quick_check` and the start-up load; `db_mb` its size.
 //!
@@ -74,6 +75,7 @@ async fn main() {
 
     // A flush of 1000 pending writes.
     let mut flushes = Vec::new();
+    let commits_before = store.transactions();
     for round in 0..FLUSH_ROUNDS as u64 {
         for i in 0..1000 {
             let id = WRITES + round * 1000 + i + 1;
@@ -84,6 +86,9 @@ async fn main() {
         flushes.push(t.elapsed().as_secs_f64() * 1e3);
     }
     flushes.sort_by(f64::total_cmp);
+    let transactions_per_1000 =
+        (store.transactions() - commits_before) as f64 / FLUSH_ROUNDS as f64;
+    let transactions_100k = commits_before;
     store.close().await;
 
     // Opening a full history: HISTORY_SERVICES × 1000 jobs.
@@ -118,6 +123,8 @@ async fn main() {
             "flush_1000_p50_ms": percentile(&flushes, 0.5),
             "flush_1000_p99_ms": percentile(&flushes, 0.99),
             "flush_rounds": FLUSH_ROUNDS,
+            "transactions_per_1000": transactions_per_1000,
+            "transactions_for_writes": transactions_100k,
             "history_jobs": id,
             "db_mb": (db_mb * 10.0).round() / 10.0,
             "open_ms": open_ms,

@@ -26,6 +26,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ pub struct Store {
     requests: mpsc::Sender<Request>,
     health: watch::Receiver<StoreHealth>,
     path: Arc<PathBuf>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -92,16 +94,19 @@ impl Store {
         let (opened_tx, opened) = oneshot::channel();
         let dir = dir.to_owned();
         let path = Arc::new(dir.join(DB_FILE));
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         std::thread::Builder::new()
             .name("corral-store".into())
             .spawn(move || {
-                let (writer, loaded) = match Writer::open(&dir, settings, health_tx.clone()) {
-                    Ok(opened) => opened,
-                    Err(err) => {
-                        let _ = opened_tx.send(Err(err));
-                        return;
-                    }
-                };
+                let (writer, loaded) =
+                    match Writer::open(&dir, settings, health_tx.clone(), counter) {
+                        Ok(opened) => opened,
+                        Err(err) => {
+                            let _ = opened_tx.send(Err(err));
+                            return;
+                        }
+                    };
                 let _ = opened_tx.send(Ok(loaded));
                 let run = std::panic::AssertUnwindSafe(|| writer.run(incoming));
                 if let Err(panic) = std::panic::catch_unwind(run) {
@@ -125,6 +130,7 @@ impl Store {
                 requests,
                 health,
                 path,
+                commits,
             },
             loaded,
         ))
@@ -185,6 +191,12 @@ impl Store {
     /// The store's health, to publish on the bus; its changes are logged by the store.
     pub fn health(&self) -> watch::Receiver<StoreHealth> {
         self.health.clone()
+    }
+
+    /// How many transactions the writer has committed since the store was opened (each
+    /// carries every write that was queued when it began).
+    pub fn transactions(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// The database file.

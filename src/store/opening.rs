@@ -3,6 +3,8 @@
 //! another corrald leaves a working [`Writer`] whose health says what is wrong.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -22,6 +24,7 @@ impl Writer {
         dir: &Path,
         settings: StoreSettings,
         health: watch::Sender<StoreHealth>,
+        commits: Arc<AtomicU64>,
     ) -> Result<(Writer, Loaded), StoreError> {
         let mut writer = Writer {
             dir: dir.to_owned(),
@@ -33,6 +36,7 @@ impl Writer {
             failure: None,
             lost: None,
             health,
+            commits,
             checked: false,
             backoff: Duration::ZERO,
             retry_at: None,

@@ -10,6 +10,8 @@
 //! when the admin fixed things. A corrupt file is moved aside and replaced by a fresh one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -51,6 +53,8 @@ pub(super) struct Writer {
     /// corrald restarts: the admin must see it even after writes work again.
     pub(super) lost: Option<String>,
     pub(super) health: watch::Sender<StoreHealth>,
+    /// Transactions committed, for [`super::Store::transactions`].
+    pub(super) commits: Arc<AtomicU64>,
     /// Whether the file passed `PRAGMA quick_check` (or is one this writer created).
     pub(super) checked: bool,
     pub(super) backoff: Duration,
@@ -154,6 +158,7 @@ impl Writer {
             match result {
                 Ok(()) => {
                     self.pending.written();
+                    self.commits.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(err) => {
