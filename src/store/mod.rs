@@ -3,7 +3,7 @@
 //! in SQLite at `<state dir>/state.db` (default `/var/lib/corral`, `--state-dir`).
 //!
 //! [`Store`] is a cheap `Clone` handle. Writes are fire-and-forget: they go over a channel
-//! to one writer thread that owns the connection ([`writer`]), so a `Start` never waits on
+//! to one writer thread that owns the connection (`writer`), so a `Start` never waits on
 //! the disk; [`Store::flush`] waits for everything sent before it. The thread groups what
 //! is queued into one transaction (WAL, `synchronous=NORMAL`: a crash of corrald keeps
 //! every committed batch; a power cut may lose the last ones).
@@ -13,9 +13,9 @@
 //! once), keeps unsaved changes in memory and retries. The one fatal case is another
 //! corrald holding the state directory ([`StoreError::Locked`]).
 //!
-//! Layout: [`records`] the data, [`schema`] the file and its migrations, [`pending`] the
-//! writer's memory, [`writer`] the thread, [`opening`] what it does at start-up, [`lock`]
-//! the directory lock and process start times, [`aside`] where corrupt files go.
+//! Layout: `records` the data, `schema` the file and its migrations, `pending` the
+//! writer's memory, `writer` the thread, `opening` what it does at start-up, `lock`
+//! the directory lock and process start times, `aside` where corrupt files go.
 
 mod aside;
 mod lock;
