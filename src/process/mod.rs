@@ -4,10 +4,13 @@
 //!
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
+pub mod command;
 pub mod group;
+pub mod notify;
 pub mod output;
 pub mod pidfd;
 pub mod pidfile;
+pub mod procfs;
 pub mod signal;
 pub mod spawn;
 

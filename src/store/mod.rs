@@ -15,7 +15,7 @@
 //!
 //! Layout: `records` the data, `schema` the file and its migrations, `pending` the
 //! writer's memory, `writer` the thread, `opening` what it does at start-up, `lock`
-//! the directory lock and process start times, `aside` where corrupt files go.
+//! the directory lock, `aside` where corrupt files go.
 
 mod aside;
 mod lock;
@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
-pub use lock::process_start_time;
 pub use records::{
     Desired, DesiredRecord, JobRecord, JobState, Loaded, RunRecord, StoreError, StoreHealth, now_us,
 };

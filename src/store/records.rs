@@ -101,7 +101,8 @@ pub struct JobRecord {
 pub struct RunRecord {
     pub main_pid: u32,
     /// Field 22 of `/proc/PID/stat` (clock ticks after boot): with the PID, it tells the
-    /// process apart from a later one that reused the PID. See [`super::process_start_time`].
+    /// process apart from a later one that reused the PID; see
+    /// [`crate::process::procfs::start_ticks`].
     pub start_time: u64,
     /// Process group.
     pub pgid: u32,
@@ -117,7 +118,7 @@ impl RunRecord {
     /// Whether the recorded process still runs: the PID exists and has the recorded start
     /// time, so a PID reused by another process does not count.
     pub fn is_running(&self) -> bool {
-        super::process_start_time(self.main_pid).is_ok_and(|t| t == self.start_time)
+        crate::process::procfs::start_ticks(self.main_pid) == Some(self.start_time)
     }
 }
 
@@ -202,5 +203,30 @@ mod tests {
         }
         assert_eq!(Desired::parse("Started"), None);
         assert_eq!(JobState::parse(""), None);
+    }
+
+    #[test]
+    fn a_run_record_matches_its_process_only_with_the_same_start_time() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut run = RunRecord {
+            main_pid: pid,
+            start_time: crate::process::procfs::start_ticks(pid).unwrap(),
+            pgid: pid,
+            cgroup: String::new(),
+            run_id: 1,
+            n_restarts: 0,
+            extra: serde_json::Value::Null,
+        };
+        assert!(run.is_running());
+        run.start_time += 1;
+        assert!(!run.is_running(), "another process under the same PID");
+        run.start_time -= 1;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!run.is_running());
     }
 }
