@@ -37,6 +37,8 @@
 //! - [`events`]: the facts corrald publishes (service status, job outcomes, transitions,
 //!   the manager's state) and the stream they travel to the publisher. It depends on no
 //!   other part, so every fact has one owner and one path out.
+//! - [`store`]: the durable state (desired states, job history, run records) in SQLite,
+//!   written by its own thread; every other part only sends it fire-and-forget writes.
 //! - [`bus`]: the D-Bus objects (thin adapters that send commands to the actors), the
 //!   publisher, access control and the wire errors; [`names`]: bus names and paths.
 //! - [`daemon`]: `corrald` as a library function ([`daemon::run`]) that wires the parts
@@ -62,6 +64,7 @@ pub mod man;
 pub mod methods;
 pub mod names;
 pub mod process;
+pub mod store;
 pub mod supervisor;
 pub mod transitions;
 pub mod upcall;

@@ -125,8 +125,11 @@ The configuration; see
 .I /run/corral
 Runtime directory: the services' notify socket (notify).
 .TP
-.I /var/lib/corral
-State directory.
+.I /var/lib/corral/state.db
+The state store (SQLite): each service's desired state, the job history, and what is
+needed to re-adopt running services. A corrupt file is moved to
+.IR state.db.corrupt\-TIME ;
+a read\-only or full state directory makes corrald keep its changes in memory and retry.
 .TP
 .I /usr/share/dbus-1/system.d/org.corral.Corral1.conf
 The bus policy: only root may own the name; everyone may call it.

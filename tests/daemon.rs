@@ -158,3 +158,39 @@ async fn pings_the_watchdog_while_its_core_answers() {
     corrald.signal(nix::sys::signal::Signal::SIGCONT);
     assert!(silent.is_err(), "no ping while stopped: {silent:?}");
 }
+
+#[tokio::test]
+async fn a_second_corrald_on_the_same_state_dir_refuses_to_start_and_says_why() {
+    let config = "[services.a]\nexec = [\"sleep\", \"60\"]\n";
+    let first_bus = TestBus::start();
+    let mut first = Corrald::start(&first_bus, config).await;
+    let state_dir = first.state_dir();
+    assert!(
+        state_dir.join("state.db").is_file(),
+        "--state-dir holds the database"
+    );
+    // Another bus, so the bus name does not stop it: only the state directory's lock does.
+    let second_bus = TestBus::start();
+    let mut second = Corrald::spawn(
+        &second_bus,
+        config,
+        &["--state-dir", state_dir.to_str().unwrap()],
+    );
+    assert_eq!(second.wait_exit().await, Some(1));
+    let log = second.log();
+    assert!(
+        log.contains("another corrald is using the state directory")
+            && log.contains(state_dir.to_str().unwrap()),
+        "{log}"
+    );
+    assert!(!log.contains("READY"), "{log}");
+    assert_eq!(first.terminate().await, Some(0));
+    // Once the first is gone, the directory is free again: the second run of the path.
+    let mut third = Corrald::spawn(
+        &second_bus,
+        config,
+        &["--state-dir", state_dir.to_str().unwrap()],
+    );
+    third.wait_notify("READY=1").await;
+    assert_eq!(third.terminate().await, Some(0));
+}

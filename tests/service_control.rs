@@ -253,6 +253,8 @@ async fn only_root_may_own_the_name() {
             "/dev/null",
             "--runtime-dir",
             "/tmp/corral-nobody-test",
+            "--state-dir",
+            "/tmp/corral-nobody-test/state",
             "--log-target",
             "stderr",
         ])

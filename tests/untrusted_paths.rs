@@ -181,6 +181,7 @@ async fn run_until_ready(bus: &TestBus, runtime_dir: &Path) -> Result<(), Daemon
         config: corral::config::ConfigSource::Path(config),
         bus: corral::bus::BusAddress::Address(bus.address.clone()),
         runtime_dir: runtime_dir.to_owned(),
+        state_dir: scratch.path().join("state"),
         output: corral::process::OutputMode::Stderr,
         notifier: corral::daemon::systemd::Notifier::new(Some(notify_path)),
         watchdog: None,

@@ -47,6 +47,11 @@ struct Args {
     /// it exists and is owned by another user or writable by group or others.
     #[arg(long, value_name = "DIR", default_value = "/run/corral")]
     runtime_dir: PathBuf,
+    /// Directory for corrald's state database state.db (desired states, job history, run
+    /// records). Only one corrald may use a state directory: a second one exits with
+    /// status 1.
+    #[arg(long, value_name = "DIR", default_value = corral::store::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     /// Log level or filter, e.g. "debug" or "corral=trace" [default: RUST_LOG, else info].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
         config,
         bus,
         runtime_dir: args.runtime_dir,
+        state_dir: args.state_dir,
         output: match args.child_output {
             ChildOutput::Auto => OutputMode::detect(),
             ChildOutput::Journal => OutputMode::Journal(JOURNAL_STDOUT.into()),

@@ -1,6 +1,6 @@
 //! `corrald` as a library function: [`run`] takes everything it needs injected (config
-//! source, bus, runtime dir, output routing, notify socket, shutdown token), so tests can
-//! run it in-process as well as the real binary.
+//! source, bus, runtime and state dirs, output routing, notify socket, shutdown token), so
+//! tests can run it in-process as well as the real binary.
 //!
 //! Life: read and validate the configuration → own the bus name → `Up` (every served
 //! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
@@ -26,6 +26,7 @@ use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
+use crate::store::{Store, StoreError};
 use crate::supervisor;
 use crate::transitions::Applier;
 use crate::transitions::listeners::{
@@ -42,6 +43,8 @@ pub struct Options {
     pub bus: BusAddress,
     /// Sockets live here (`/run/corral`).
     pub runtime_dir: PathBuf,
+    /// The state store lives here (`/var/lib/corral`): see [`crate::store`].
+    pub state_dir: PathBuf,
     pub output: OutputMode,
     /// Where to send corrald's own sd_notify messages.
     pub notifier: Notifier,
@@ -59,6 +62,9 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Another corrald uses the state directory: two would supervise the same services.
+    #[error("{0}")]
+    State(StoreError),
     #[error("refusing the runtime directory: {0}")]
     UntrustedRuntimeDir(String),
     #[error(
@@ -79,6 +85,13 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             .map_err(DaemonError::Config)?
     };
     runtime_dir(&options.runtime_dir)?;
+
+    // Before the bus: a second corrald on the same state directory stops here, whatever
+    // bus it was pointed at. Every other store problem only degrades it (see `store`).
+    // The loaded state is not applied yet: the supervisor and the jobs actor take it over.
+    let (store, _loaded) = Store::open(&options.state_dir)
+        .await
+        .map_err(DaemonError::State)?;
 
     let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
@@ -201,6 +214,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let _ = connection.release_name(BUS_NAME).await;
     drop(events);
     publisher.abort();
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -122,6 +122,12 @@ impl Corrald {
             .arg(dir.path().join("corral.toml"))
             .arg("--runtime-dir")
             .arg(dir.path().join("run"))
+            .args(
+                (!extra.contains(&"--state-dir"))
+                    .then(|| ["--state-dir".into(), dir.path().join("state")])
+                    .into_iter()
+                    .flatten(),
+            )
             .args([
                 "--log-target",
                 "stderr",
@@ -150,6 +156,11 @@ impl Corrald {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().and_then(|c| c.id()).expect("running")
+    }
+
+    /// The state directory it was given (unless `extra` named another).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     pub fn config_path(&self) -> PathBuf {
