@@ -32,6 +32,8 @@ pub trait Manager {
     fn state(&self) -> BusResult<String>;
     #[zbus(property)]
     fn config_generation(&self) -> BusResult<u64>;
+    #[zbus(property)]
+    fn status_text(&self) -> BusResult<String>;
 
     #[zbus(signal)]
     fn service_state_changed(
@@ -57,6 +59,7 @@ pub trait Service {
     fn resume(&self) -> BusResult<()>;
     fn kill(&self, signal: i32) -> BusResult<()>;
     fn call(&self, method: &str, args: &[String]) -> BusResult<String>;
+    fn revert(&self) -> BusResult<()>;
     fn run_recipe(&self, recipe: &str) -> BusResult<u64>;
 
     #[zbus(property)]
@@ -93,6 +96,10 @@ pub trait Service {
     fn active_jobs(&self) -> BusResult<u32>;
     #[zbus(property)]
     fn queued_jobs(&self) -> BusResult<u32>;
+    #[zbus(property)]
+    fn desired_state(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn desired_state_timestamp(&self) -> BusResult<u64>;
 }
 
 /// A proxy on the service called `name` (the path is derived, no round trip; a name that

@@ -29,8 +29,13 @@ impl Action {
     }
 }
 
-/// Allows the call in `header` to perform `action`, or says why not.
-pub async fn authorize(connection: &Connection, header: &Header<'_>, action: Action) -> BusResult {
+/// Allows the call in `header` to perform `action`, or says why not. Returns who the caller
+/// is (`"uid 1000"`), for records such as a service's desired state.
+pub async fn authorize(
+    connection: &Connection,
+    header: &Header<'_>,
+    action: Action,
+) -> BusResult<String> {
     let sender = header
         .sender()
         .ok_or_else(|| BusError::AccessDenied("the call has no sender".into()))?;
@@ -40,7 +45,7 @@ pub async fn authorize(connection: &Connection, header: &Header<'_>, action: Act
         .await
         .map_err(|err| BusError::AccessDenied(format!("cannot tell who {sender} is: {err}")))?;
     if uid == 0 {
-        return Ok(());
+        return Ok("uid 0".to_owned());
     }
     let denied = |why: String| {
         BusError::AccessDenied(format!(
@@ -66,7 +71,7 @@ pub async fn authorize(connection: &Connection, header: &Header<'_>, action: Act
         .await
         .map_err(|err| denied(format!("polkit is not available ({err}); only root may")))?;
     if result.is_authorized {
-        Ok(())
+        Ok(format!("uid {uid}"))
     } else if result.is_challenge {
         Err(denied(
             "polkit requires authentication; call again allowing interactive authorization \

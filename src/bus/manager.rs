@@ -94,8 +94,8 @@ impl ManagerObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.start(name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.start(name, &by).await?)
     }
 
     async fn stop_service(
@@ -104,8 +104,8 @@ impl ManagerObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.stop(name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.stop(name, &by).await?)
     }
 
     async fn restart_service(
@@ -114,8 +114,8 @@ impl ManagerObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.restart(name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.restart(name, &by).await?)
     }
 
     /// Re-reads the configuration and applies it; returns the transitions as (kind, subject).
@@ -163,6 +163,12 @@ impl ManagerObject {
     #[zbus(property)]
     fn config_generation(&self) -> u64 {
         self.status.borrow().generation
+    }
+
+    /// What is wrong with corrald itself (e.g. its state store cannot write), or `""`.
+    #[zbus(property)]
+    fn status_text(&self) -> String {
+        self.status.borrow().status_text.clone()
     }
 
     #[zbus(signal)]

@@ -152,6 +152,9 @@ impl Publisher {
         if now.generation != self.last_manager.generation {
             changed.insert("ConfigGeneration", now.generation.into());
         }
+        if now.status_text != self.last_manager.status_text {
+            changed.insert("StatusText", now.status_text.as_str().into());
+        }
         if !changed.is_empty() {
             let interface = InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE);
             Properties::properties_changed(
@@ -262,6 +265,16 @@ fn changed_properties<'a>(
         "ActiveJobs",
         old.active_jobs != new.active_jobs,
         new.active_jobs.into(),
+    );
+    put(
+        "DesiredState",
+        old.desired != new.desired,
+        new.desired.into(),
+    );
+    put(
+        "DesiredStateTimestamp",
+        old.desired_since != new.desired_since,
+        new.desired_since.into(),
     );
     put(
         "QueuedJobs",

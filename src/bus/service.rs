@@ -56,8 +56,8 @@ impl ServiceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.start(&self.name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.start(&self.name, &by).await?)
     }
 
     /// Stops the service; returns once its process is gone.
@@ -66,8 +66,8 @@ impl ServiceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.stop(&self.name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.stop(&self.name, &by).await?)
     }
 
     async fn restart(
@@ -75,8 +75,8 @@ impl ServiceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] connection: &Connection,
     ) -> Result<(), BusError> {
-        authorize(connection, &header, Action::Manage).await?;
-        Ok(self.supervisor.restart(&self.name).await?)
+        let by = authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.restart(&self.name, &by).await?)
     }
 
     /// SIGSTOP to the whole process group.
@@ -126,6 +126,18 @@ impl ServiceObject {
     ) -> Result<String, BusError> {
         authorize(connection, &header, Action::Manage).await?;
         call_method(&self.supervisor, &self.controls, &self.name, method, args).await
+    }
+
+    /// Forgets the service's desired state (what the last `Start` or `Stop` asked for, kept
+    /// across restarts of corrald): it follows `autostart` again from the next start-up or
+    /// reload on. Changes no process.
+    async fn revert(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.supervisor.revert(&self.name).await?)
     }
 
     /// Queues a job running `recipe` (see the `Recipes` property); returns its id. Its end
@@ -242,6 +254,19 @@ impl ServiceObject {
     #[zbus(property)]
     fn queued_jobs(&self) -> u32 {
         self.status().queued_jobs
+    }
+
+    /// `started` or `stopped` when a client asked (kept across restarts of corrald, and
+    /// overriding `autostart`), `""` when the service follows `autostart`.
+    #[zbus(property)]
+    fn desired_state(&self) -> String {
+        self.status().desired.to_owned()
+    }
+
+    /// Since when the desired state holds, µs since the epoch (0 without one).
+    #[zbus(property)]
+    fn desired_state_timestamp(&self) -> u64 {
+        self.status().desired_since
     }
 }
 

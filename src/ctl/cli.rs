@@ -55,6 +55,12 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Forget what `start`/`stop` asked for (kept across restarts of corrald): the
+    /// services follow `autostart` again from the next start-up or reload on.
+    Revert {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Send a signal to services' process groups.
     Kill {
         /// Signal name or number.

@@ -7,7 +7,7 @@ use serde_json::json;
 use zbus::Connection;
 
 use super::cli::Command;
-use super::output::{paint_as, paint_state, table};
+use super::output::{paint_state, table};
 use crate::client::{BusError, BusResult, ManagerProxy, ServiceProxy, ServiceRow, lookup_service};
 
 pub struct Context {
@@ -20,12 +20,13 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
     match command {
         Command::List => list(cx).await,
         Command::Status { names } if names.is_empty() => overview(cx).await,
-        Command::Status { names } => status(cx, &names).await,
+        Command::Status { names } => super::status::status(cx, &names).await,
         Command::Start { names } => each(cx, &names, Verb::Start).await,
         Command::Stop { names } => each(cx, &names, Verb::Stop).await,
         Command::Restart { names } => each(cx, &names, Verb::Restart).await,
         Command::Pause { names } => each(cx, &names, Verb::Pause).await,
         Command::Resume { names } => each(cx, &names, Verb::Resume).await,
+        Command::Revert { names } => each(cx, &names, Verb::Revert).await,
         Command::Kill { signal, names } => {
             let number =
                 parse_signal(&signal).map_err(|e| BusError::ZBus(zbus::Error::Failure(e)))?;
@@ -67,7 +68,7 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
     }
 }
 
-async fn manager(cx: &Context) -> BusResult<ManagerProxy<'static>> {
+pub(super) async fn manager(cx: &Context) -> BusResult<ManagerProxy<'static>> {
     Ok(ManagerProxy::builder(&cx.connection)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
@@ -151,165 +152,13 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(cx: &Context, names: &[String]) -> BusResult<ExitCode> {
-    let m = manager(cx).await?;
-    let mut all_active = true;
-    let mut documents = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let details = on_service(&m, name, |s| async move { Details::read(&s).await }).await?;
-        all_active &= details.active == "active";
-        if cx.json {
-            documents.push(details.to_json(name));
-        } else {
-            if i > 0 {
-                println!();
-            }
-            print!("{}", details.render(name, cx.color));
-        }
-    }
-    if cx.json {
-        println!("{}", serde_json::Value::Array(documents));
-    }
-    Ok(if all_active {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
-/// Every property of one service.
-struct Details {
-    description: String,
-    group: String,
-    served: bool,
-    active: String,
-    sub: String,
-    pid: u32,
-    since: u64,
-    restarts: u32,
-    exit_status: i32,
-    status_text: String,
-    last_error: String,
-    online: bool,
-    methods: Vec<String>,
-    recipes: Vec<String>,
-}
-
-impl Details {
-    async fn read(s: &ServiceProxy<'_>) -> BusResult<Details> {
-        Ok(Details {
-            description: s.description().await?,
-            group: s.group().await?,
-            served: s.served().await?,
-            active: s.active_state().await?,
-            sub: s.sub_state().await?,
-            pid: s.main_pid().await?,
-            since: s.state_change_timestamp().await?,
-            restarts: s.n_restarts().await?,
-            exit_status: s.exec_main_status().await?,
-            status_text: s.status_text().await?,
-            last_error: s.last_error().await?,
-            online: s.online().await?,
-            methods: s.methods().await?,
-            recipes: s.recipes().await?,
-        })
-    }
-
-    fn to_json(&self, name: &str) -> serde_json::Value {
-        json!({
-            "name": name, "description": self.description, "group": self.group, "served": self.served,
-            "active_state": self.active, "sub_state": self.sub, "main_pid": self.pid,
-            "state_change_timestamp": self.since, "n_restarts": self.restarts,
-            "exec_main_status": self.exit_status, "status_text": self.status_text,
-            "last_error": self.last_error, "online": self.online,
-            "methods": self.methods, "recipes": self.recipes,
-        })
-    }
-
-    fn render(&self, name: &str, color: bool) -> String {
-        let mut out = String::new();
-        let dot = paint_as("●", &self.active, color);
-        let title = if self.description.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{name} - {}", self.description)
-        };
-        out.push_str(&format!("{dot} {title}\n"));
-        let group = if self.group.is_empty() {
-            "-".to_owned()
-        } else {
-            self.group.clone()
-        };
-        let served = if self.served {
-            "served here"
-        } else {
-            "served by another peer"
-        };
-        out.push_str(&format!("     Group: {group} ({served})\n"));
-        out.push_str(&format!(
-            "    Active: {} ({}) since {}\n",
-            paint_state(&self.active, color),
-            self.sub,
-            format_timestamp(self.since)
-        ));
-        if self.pid != 0 {
-            out.push_str(&format!("  Main PID: {}\n", self.pid));
-        }
-        out.push_str(&format!(
-            "  Restarts: {}; last exit status {}\n",
-            self.restarts, self.exit_status
-        ));
-        if !self.status_text.is_empty() {
-            out.push_str(&format!("    Status: \"{}\"\n", self.status_text));
-        }
-        if !self.last_error.is_empty() {
-            out.push_str(&format!("     Error: {}\n", self.last_error));
-        }
-        if !self.methods.is_empty() {
-            out.push_str(&format!("   Methods: {}\n", self.methods.join(", ")));
-        }
-        if !self.recipes.is_empty() {
-            out.push_str(&format!("   Recipes: {}\n", self.recipes.join(", ")));
-        }
-        out.push_str(&format!(
-            "    Online: {}\n",
-            if self.online { "yes" } else { "no" }
-        ));
-        out
-    }
-}
-
-/// `2026-11-22 03:04:05 UTC` from µs since the epoch (no time-zone database needed).
-pub fn format_timestamp(usec: u64) -> String {
-    if usec == 0 {
-        return "-".to_owned();
-    }
-    let secs = usec / 1_000_000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil-from-days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 enum Verb {
     Start,
     Stop,
     Restart,
     Pause,
     Resume,
+    Revert,
     Kill(i32),
 }
 
@@ -327,6 +176,7 @@ async fn each(cx: &Context, names: &[String], verb: Verb) -> BusResult<ExitCode>
                     Verb::Restart => s.restart().await,
                     Verb::Pause => s.pause().await,
                     Verb::Resume => s.resume().await,
+                    Verb::Revert => s.revert().await,
                     Verb::Kill(signal) => s.kill(*signal).await,
                 }
             })
@@ -349,7 +199,11 @@ async fn each(cx: &Context, names: &[String], verb: Verb) -> BusResult<ExitCode>
 /// verb finds its service, so an unknown name is `NoSuchService` (exit 4) for all of them.
 /// A service removed by a reload between the lookup and the request is no such service
 /// either, not the bare `UnknownObject` of its vanished object.
-async fn on_service<'m, T, F, Fut>(m: &'m ManagerProxy<'_>, name: &str, request: F) -> BusResult<T>
+pub(super) async fn on_service<'m, T, F, Fut>(
+    m: &'m ManagerProxy<'_>,
+    name: &str,
+    request: F,
+) -> BusResult<T>
 where
     F: FnOnce(ServiceProxy<'m>) -> Fut,
     Fut: Future<Output = BusResult<T>>,
@@ -402,19 +256,6 @@ fn parse_signal(text: &str) -> Result<i32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_readable() {
-        assert_eq!(format_timestamp(0), "-");
-        assert_eq!(
-            format_timestamp(1_795_316_415_394_437),
-            "2026-11-22 03:00:15 UTC"
-        );
-        assert_eq!(
-            format_timestamp(951_782_400_000_000),
-            "2000-02-29 00:00:00 UTC"
-        );
-    }
 
     #[test]
     fn a_vanished_service_object_is_no_such_service() {

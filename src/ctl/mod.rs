@@ -9,6 +9,7 @@ mod commands;
 pub mod generate;
 pub mod monitor;
 pub mod output;
+mod status;
 
 use std::process::ExitCode;
 

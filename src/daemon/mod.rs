@@ -26,7 +26,7 @@ use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreHealth};
 use crate::supervisor;
 use crate::transitions::Applier;
 use crate::transitions::listeners::{
@@ -88,22 +88,34 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
 
     // Before the bus: a second corrald on the same state directory stops here, whatever
     // bus it was pointed at. Every other store problem only degrades it (see `store`).
-    // The loaded state is not applied yet: the supervisor and the jobs actor take it over.
-    let (store, _loaded) = Store::open(&options.state_dir)
+    let (store, loaded) = Store::open(&options.state_dir)
         .await
         .map_err(DaemonError::State)?;
 
     let (events, event_stream) = events::channel();
-    let supervisor = supervisor::spawn(supervisor::Settings {
-        runtime_dir: options.runtime_dir.clone(),
-        output: options.output.clone(),
-        events: events.clone(),
-    });
+    let supervisor = supervisor::spawn(
+        supervisor::Settings {
+            runtime_dir: options.runtime_dir.clone(),
+            output: options.output.clone(),
+            events: events.clone(),
+            store: store.clone(),
+        },
+        supervisor::Durable {
+            desired: loaded.desired,
+            runs: loaded.runs,
+        },
+    );
     let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
         state: DaemonState::Starting,
         host: initial.daemon.host.clone(),
         generation: 0,
+        status_text: String::new(),
     });
+    tokio::spawn(publish_store_health(
+        store.health(),
+        manager_tx.clone(),
+        events.clone(),
+    ));
     let mut applier = Applier::new(&initial.daemon.host, events.clone(), manager_tx.clone());
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
@@ -163,6 +175,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     });
 
     let up = applier.apply(initial).await;
+    supervisor.settle_recovered().await;
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
     events.send(Event::Manager);
     tracing::info!(
@@ -208,6 +221,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     manager_tx.send_modify(|m| m.state = DaemonState::Stopping);
     events.send(Event::Manager);
     options.notifier.stopping();
+    supervisor.shutting_down().await;
     reloader.shutdown().await;
     background.cancel();
     events.flush().await;
@@ -232,6 +246,28 @@ fn runtime_dir(path: &Path) -> Result<(), DaemonError> {
             source,
         })?;
     fs_trust::private_dir(path).map_err(DaemonError::UntrustedRuntimeDir)
+}
+
+/// Keeps the Manager's `StatusText` saying whether the state store writes (the store logs
+/// each change of its health itself).
+async fn publish_store_health(
+    mut health: watch::Receiver<StoreHealth>,
+    manager: watch::Sender<ManagerStatus>,
+    events: events::EventSender,
+) {
+    loop {
+        let text = match &*health.borrow_and_update() {
+            StoreHealth::Ok => String::new(),
+            StoreHealth::Degraded { reason } => format!("state store degraded: {reason}"),
+        };
+        if manager.send_if_modified(|m| std::mem::replace(&mut m.status_text, text.clone()) != text)
+        {
+            events.send(Event::Manager);
+        }
+        if health.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn recv_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {

@@ -29,4 +29,7 @@ pub struct ManagerStatus {
     pub host: String,
     /// Bumped by each applied reload (start-up is generation 1).
     pub generation: u64,
+    /// `StatusText`: what is wrong with corrald itself that clients should see (a state
+    /// store that cannot write), `""` when nothing is.
+    pub status_text: String,
 }

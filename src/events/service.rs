@@ -104,6 +104,11 @@ pub struct ServiceStatus {
     pub recipes: Vec<String>,
     pub active_jobs: u32,
     pub queued_jobs: u32,
+    /// `DesiredState`: `"started"` or `"stopped"` when a client asked (kept across
+    /// restarts of corrald), `""` when the service follows `autostart`.
+    pub desired: &'static str,
+    /// `DesiredStateTimestamp`: since when (µs since the epoch), 0 with no desired state.
+    pub desired_since: u64,
 }
 
 /// Microseconds since the epoch, for `StateChangeTimestamp`.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
+use super::Durable;
 use super::batch::{Batch, BatchKind};
 use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
@@ -16,6 +17,7 @@ use super::{Command, JobsUpdate, Reply, ServiceSummary, Settings};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{Event, ServiceStatus, Summary, now_usec};
+use crate::store::Desired;
 
 /// What a Pause/Resume/Kill asks for.
 #[derive(Debug, Clone, Copy)]
@@ -47,12 +49,22 @@ pub(super) struct Supervisor {
     /// The service each tracked PID belongs to: main PIDs and process-group leaders of the
     /// current runs. Notify messages are attributed through it.
     pub(super) pids: HashMap<u32, String>,
+    /// Runs that survived the last corrald, by service, until each is adopted or stopped.
+    pub(super) recovered: HashMap<String, crate::store::RunRecord>,
+    /// corrald is shutting down: services go, but their desired states stay.
+    shutting_down: bool,
+    /// Desired states loaded at start-up whose services are not defined yet.
+    pub(super) desired_unclaimed: HashMap<String, crate::store::DesiredRecord>,
     summary: Summary,
     summary_tx: watch::Sender<Summary>,
 }
 
 impl Supervisor {
-    pub(super) fn new(settings: Settings, summary_tx: watch::Sender<Summary>) -> Supervisor {
+    pub(super) fn new(
+        settings: Settings,
+        durable: Durable,
+        summary_tx: watch::Sender<Summary>,
+    ) -> Supervisor {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let notify_socket = super::notify::listen(&settings.runtime_dir, &internal_tx);
         Supervisor {
@@ -70,6 +82,9 @@ impl Supervisor {
             deferred: VecDeque::new(),
             notify_socket,
             pids: HashMap::new(),
+            shutting_down: false,
+            recovered: durable.runs,
+            desired_unclaimed: durable.desired,
             summary: Summary::default(),
             summary_tx,
         }
@@ -102,24 +117,38 @@ impl Supervisor {
             return;
         }
         match command {
-            Command::Start(name, reply) => match self.check_served(&name) {
+            Command::Start(name, by, reply) => match self.check_served(&name) {
                 Ok(()) => {
                     // A start by hand clears the start limit, like `systemctl reset-failed`.
                     if let Some(unit) = self.units.get_mut(&name) {
                         unit.restarts = Default::default();
                     }
+                    self.record_desired(&name, Desired::Started, &by);
                     self.start_unit(&name, Waiter::Reply(reply));
                 }
                 Err(err) => drop(reply.send(Err(err))),
             },
-            Command::Stop(name, reply) => match self.check_exists(&name) {
-                Ok(()) => self.stop_unit(&name, Waiter::Reply(reply)),
+            Command::Stop(name, by, reply) => match self.check_exists(&name) {
+                Ok(()) => {
+                    self.record_desired(&name, Desired::Stopped, &by);
+                    self.stop_unit(&name, Waiter::Reply(reply))
+                }
                 Err(err) => drop(reply.send(Err(err))),
             },
-            Command::Restart(name, reply) => match self.check_served(&name) {
-                Ok(()) => self.restart_unit(&name, reply),
+            Command::Restart(name, by, reply) => match self.check_served(&name) {
+                Ok(()) => {
+                    self.record_desired(&name, Desired::Started, &by);
+                    self.restart_unit(&name, reply)
+                }
                 Err(err) => drop(reply.send(Err(err))),
             },
+            Command::Revert(name, reply) => {
+                let result = self.check_exists(&name);
+                if result.is_ok() {
+                    self.revert_desired(&name);
+                }
+                let _ = reply.send(result);
+            }
             Command::Pause(name, reply) => self.signal_command(&name, SignalAction::Pause, reply),
             Command::Resume(name, reply) => self.signal_command(&name, SignalAction::Resume, reply),
             Command::Kill(name, signal, reply) => {
@@ -156,7 +185,10 @@ impl Supervisor {
                 reply,
             } => {
                 if !self.units.contains_key(&name) {
-                    let unit = Unit::new(name.clone(), spec, served);
+                    let mut unit = Unit::new(name.clone(), spec, served);
+                    unit.desired = self.desired_unclaimed.remove(&name);
+                    unit.published = std::sync::Arc::new(unit.snapshot(now_usec()));
+                    unit.status_tx.send_replace(unit.published.clone());
                     self.summary.add(unit.published.active);
                     self.summary_tx.send_replace(self.summary.clone());
                     self.units.insert(name, unit);
@@ -185,6 +217,15 @@ impl Supervisor {
             }
             Command::StartBatch(names, reply) => self.begin_batch(BatchKind::Start, names, reply),
             Command::StopBatch(names, reply) => self.begin_batch(BatchKind::Stop, names, reply),
+            Command::WantedAtStart(names, reply) => drop(reply.send(self.wanted_at_start(names))),
+            Command::ShuttingDown(reply) => {
+                self.shutting_down = true;
+                let _ = reply.send(());
+            }
+            Command::SettleRecovered(reply) => {
+                self.settle_recovered();
+                let _ = reply.send(());
+            }
             Command::RunningAmong(names, reply) => {
                 let running = names
                     .into_iter()
@@ -266,6 +307,11 @@ impl Supervisor {
         let Some(mut unit) = self.units.remove(name) else {
             return;
         };
+        // A service removed by a reload loses its desired state; one removed because corrald
+        // shuts down keeps it for the next start.
+        if unit.desired.is_some() && !self.shutting_down {
+            self.settings.store.clear_desired(name);
+        }
         // Destroyed services were stopped in the unserve step; this is only a safety net.
         if let Some(run) = unit.run_mut() {
             run.cancel_tasks();
@@ -359,6 +405,7 @@ fn changes_state(command: &Command) -> bool {
         Command::Start(..)
             | Command::Stop(..)
             | Command::Restart(..)
+            | Command::Revert(..)
             | Command::Pause(..)
             | Command::Resume(..)
             | Command::Kill(..)

@@ -75,6 +75,7 @@ impl Supervisor {
         run.cancel_tasks();
         unit.exec_main_status = status.map_or(-1, exit_code);
         self.untrack(name, &run);
+        self.clear_run(name);
         let how = describe_exit(status);
         let ran_for = run.started.elapsed();
         match stopping {

@@ -11,6 +11,7 @@
 
 mod actor;
 mod batch;
+mod durable;
 mod exit;
 mod internal;
 mod launch;
@@ -33,6 +34,9 @@ use crate::error::{CommandError, CommandResult};
 use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
 
 use crate::process::OutputMode;
+use crate::store::Store;
+
+pub use durable::Durable;
 
 /// What the supervisor needs from its surroundings (injected, so tests run it in-process).
 #[derive(Debug, Clone)]
@@ -41,6 +45,8 @@ pub struct Settings {
     pub runtime_dir: PathBuf,
     pub output: OutputMode,
     pub events: EventSender,
+    /// Where desired states and run records are kept.
+    pub store: Store,
 }
 
 /// One row of `ListServices`.
@@ -57,10 +63,13 @@ type Reply<T = ()> = oneshot::Sender<CommandResult<T>>;
 
 /// A request to the supervisor task.
 pub(crate) enum Command {
-    // From D-Bus clients.
-    Start(String, Reply),
-    Stop(String, Reply),
-    Restart(String, Reply),
+    // From D-Bus clients; the `String` after the name says who asked (for the desired
+    // state's record).
+    Start(String, String, Reply),
+    Stop(String, String, Reply),
+    Restart(String, String, Reply),
+    /// Forget the desired state: follow `autostart` again.
+    Revert(String, Reply),
     Pause(String, Reply),
     Resume(String, Reply),
     Kill(String, Signal, Reply),
@@ -102,6 +111,11 @@ pub(crate) enum Command {
     StartBatch(Vec<String>, oneshot::Sender<Vec<String>>),
     StopBatch(Vec<String>, oneshot::Sender<Vec<String>>),
     RunningAmong(Vec<String>, oneshot::Sender<Vec<String>>),
+    WantedAtStart(Vec<String>, oneshot::Sender<Vec<String>>),
+    /// After start-up: stop what survived the last corrald but is not to run now.
+    SettleRecovered(oneshot::Sender<()>),
+    /// corrald is going down: the services it removes keep their desired states.
+    ShuttingDown(oneshot::Sender<()>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
     Jobs(JobsUpdate),
@@ -127,10 +141,10 @@ pub struct Handle {
 }
 
 /// Starts the supervisor task. It runs until every [`Handle`] is dropped.
-pub fn spawn(settings: Settings) -> Handle {
+pub fn spawn(settings: Settings, durable: Durable) -> Handle {
     let (commands, rx) = mpsc::channel(1024);
     let (summary_tx, summary) = watch::channel(Summary::default());
-    tokio::spawn(actor::Supervisor::new(settings, summary_tx).run(rx));
+    tokio::spawn(actor::Supervisor::new(settings, durable, summary_tx).run(rx));
     Handle { commands, summary }
 }
 
@@ -147,19 +161,27 @@ impl Handle {
             .unwrap_or(Err(CommandError::ShuttingDown))
     }
 
-    /// Starts `name`; returns once it is running (for notify: after READY=1).
-    pub async fn start(&self, name: &str) -> CommandResult {
-        self.ask_result(|r| Command::Start(name.to_owned(), r))
+    /// Starts `name` for `by` (who asked, recorded with the desired state); returns once it
+    /// is running (for notify: after READY=1).
+    pub async fn start(&self, name: &str, by: &str) -> CommandResult {
+        self.ask_result(|r| Command::Start(name.to_owned(), by.to_owned(), r))
             .await
     }
 
-    /// Stops `name`; returns once its process is gone.
-    pub async fn stop(&self, name: &str) -> CommandResult {
-        self.ask_result(|r| Command::Stop(name.to_owned(), r)).await
+    /// Stops `name` for `by`; returns once its process is gone.
+    pub async fn stop(&self, name: &str, by: &str) -> CommandResult {
+        self.ask_result(|r| Command::Stop(name.to_owned(), by.to_owned(), r))
+            .await
     }
 
-    pub async fn restart(&self, name: &str) -> CommandResult {
-        self.ask_result(|r| Command::Restart(name.to_owned(), r))
+    pub async fn restart(&self, name: &str, by: &str) -> CommandResult {
+        self.ask_result(|r| Command::Restart(name.to_owned(), by.to_owned(), r))
+            .await
+    }
+
+    /// Forgets `name`'s desired state: it follows `autostart` again.
+    pub async fn revert(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Revert(name.to_owned(), r))
             .await
     }
 
@@ -308,6 +330,24 @@ impl Handle {
         self.ask(|reply| Command::RunningAmong(names, reply))
             .await
             .unwrap_or_default()
+    }
+
+    /// Of `names` (newly served services), those to start: by desired state, else
+    /// `autostart`; in the given order.
+    pub async fn wanted_at_start(&self, names: Vec<String>) -> Vec<String> {
+        self.ask(|reply| Command::WantedAtStart(names, reply))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// After start-up: what survived the last corrald but is not to run now is stopped.
+    pub async fn settle_recovered(&self) {
+        self.ask(Command::SettleRecovered).await;
+    }
+
+    /// Before `Down`: the services it removes keep their desired states for next time.
+    pub async fn shutting_down(&self) {
+        self.ask(Command::ShuttingDown).await;
     }
 
     /// Removes the units of destroyed services (already stopped by then).

@@ -108,6 +108,7 @@ impl Supervisor {
             self.pids.remove(&pid);
         }
         self.track(name, [Some(main), group]);
+        self.save_run(name);
     }
 
     /// The service a process belongs to: a tracked PID, or a member of a tracked group.

@@ -98,6 +98,9 @@ impl Supervisor {
             .pidfile
             .as_deref()
             .and_then(|p| pidfile::adoptable(p, &spec));
+        if self.recover(name, run_id, now) {
+            return None;
+        }
         if let Some(pid) = running
             && self.adopt(name, run_id, pid, now)
         {
@@ -179,6 +182,7 @@ impl Supervisor {
                 self.units.get_mut(name).expect("unit exists").phase = Phase::Starting(run);
             }
         }
+        self.save_run(name);
         self.publish(name);
     }
 
@@ -205,6 +209,7 @@ impl Supervisor {
         );
         self.units.get_mut(name).expect("unit exists").phase =
             Phase::Running { run, paused: false };
+        self.save_run(name);
         self.settle_start(name, Ok(()));
         self.publish(name);
         true
@@ -265,6 +270,7 @@ impl Supervisor {
             run.exit_watched = true;
         }
         self.track(name, [Some(pid), group_led_by(pid)]);
+        self.save_run(name);
         tracing::info!(
             service = name,
             pid,

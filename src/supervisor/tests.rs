@@ -9,12 +9,15 @@ use super::*;
 use crate::config::{RestartPolicy, Service};
 use crate::events::{self, ActiveState, Event, EventReceiver};
 
-fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
+/// A supervisor's surroundings in `dir`, with a real state store of its own.
+async fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
     let (events, rx) = events::channel();
+    let (store, _) = crate::store::Store::open(&dir.join("state")).await.unwrap();
     let settings = Settings {
         runtime_dir: dir.to_owned(),
         output: OutputMode::Stderr,
         events,
+        store,
     };
     (settings, rx)
 }
@@ -38,8 +41,8 @@ async fn start_times(rx: &mut EventReceiver, name: &str, count: usize) -> Vec<In
 #[tokio::test(start_paused = true)]
 async fn restart_delay_doubles_per_failure_up_to_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let (settings, mut rx) = settings(dir.path());
-    let supervisor = spawn(settings);
+    let (settings, mut rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
     let spec = Service {
         exec: vec!["false".into()],
         restart: RestartPolicy::Always,
@@ -59,8 +62,8 @@ async fn restart_delay_doubles_per_failure_up_to_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn a_long_run_resets_the_back_off() {
     let dir = tempfile::tempdir().unwrap();
-    let (settings, mut rx) = settings(dir.path());
-    let supervisor = spawn(settings);
+    let (settings, mut rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
     // Each run lives 0.3 s of real time; while it lives, the test moves the paused clock
     // 5 s on, past the 1 s start-limit interval: a long run, so the delay starts over.
     let spec = Service {
@@ -91,8 +94,8 @@ async fn a_long_run_resets_the_back_off() {
 #[tokio::test]
 async fn commands_are_held_back_during_a_reload() {
     let dir = tempfile::tempdir().unwrap();
-    let (settings, _rx) = settings(dir.path());
-    let supervisor = spawn(settings);
+    let (settings, _rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
     let spec = Service {
         exec: vec!["sleep".into(), "7801".into()],
         ..Service::default()
@@ -101,7 +104,7 @@ async fn commands_are_held_back_during_a_reload() {
     supervisor.begin_reload().await;
     let racing = tokio::spawn({
         let supervisor = supervisor.clone();
-        async move { supervisor.start("s").await }
+        async move { supervisor.start("s", "test").await }
     });
     tokio::task::yield_now().await;
     assert!(!racing.is_finished());
@@ -112,7 +115,7 @@ async fn commands_are_held_back_during_a_reload() {
     supervisor.end_reload().await;
     racing.await.unwrap().unwrap();
     assert_eq!(supervisor.running_among(vec!["s".into()]).await, ["s"]);
-    supervisor.stop("s").await.unwrap();
+    supervisor.stop("s", "test").await.unwrap();
 }
 
 /// The sub states `name` went through, in order, until `until` was published.
@@ -133,8 +136,8 @@ async fn sub_states_until(rx: &mut EventReceiver, name: &str, until: &str) -> Ve
 #[tokio::test(start_paused = true)]
 async fn a_notify_service_that_never_gets_ready_times_out_after_start_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (settings, mut rx) = settings(dir.path());
-    let supervisor = spawn(settings);
+    let (settings, mut rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
     let spec = Service {
         exec: vec!["sleep".into(), "7811".into()],
         service_type: crate::config::ServiceType::Notify,
@@ -165,8 +168,8 @@ async fn a_notify_service_that_never_gets_ready_times_out_after_start_timeout() 
 #[tokio::test(start_paused = true)]
 async fn a_service_that_ignores_the_stop_signal_is_killed_after_stop_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (settings, mut rx) = settings(dir.path());
-    let supervisor = spawn(settings);
+    let (settings, mut rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
     // Ignores SIGTERM, then leaves a marker. A `simple` service, so no start timer is armed
     // while the real process starts (the paused clock would jump to it).
     let marker = dir.path().join("ignoring");
@@ -197,7 +200,7 @@ async fn a_service_that_ignores_the_stop_signal_is_killed_after_stop_timeout() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let began = Instant::now();
-    supervisor.stop("stubborn").await.unwrap();
+    supervisor.stop("stubborn", "test").await.unwrap();
     assert_eq!(
         began.elapsed(),
         Duration::from_secs(10),

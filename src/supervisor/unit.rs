@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::config::Service;
 use crate::error::CommandResult;
 use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
+use crate::store::DesiredRecord;
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
 /// late event from an earlier run is recognised and ignored.
@@ -142,6 +143,9 @@ pub struct Unit {
     pub status_text: String,
     /// Control connection up.
     pub online: bool,
+    /// What a client last asked for (`Start`/`Stop`), kept in the state store; overrides
+    /// `autostart`.
+    pub desired: Option<DesiredRecord>,
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
@@ -166,6 +170,7 @@ impl Unit {
             last_error: String::new(),
             status_text: String::new(),
             online: false,
+            desired: None,
             active_jobs: 0,
             queued_jobs: 0,
             published: Arc::new(placeholder_status()),
@@ -249,6 +254,8 @@ impl Unit {
             recipes: spec.recipes.keys().cloned().collect(),
             active_jobs: self.active_jobs,
             queued_jobs: self.queued_jobs,
+            desired: self.desired.as_ref().map_or("", |d| d.state.as_str()),
+            desired_since: self.desired.as_ref().map_or(0, |d| d.since_us),
         }
     }
 }
@@ -274,6 +281,8 @@ fn placeholder_status() -> ServiceStatus {
         recipes: Vec::new(),
         active_jobs: 0,
         queued_jobs: 0,
+        desired: "",
+        desired_since: 0,
     }
 }
 

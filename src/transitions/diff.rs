@@ -39,12 +39,7 @@ pub fn diff(old: &Config, new: &Config, generation: u64) -> Plan {
         }
     }
     let served = dependency_order(new, &arriving);
-    let candidates: Vec<String> = served
-        .iter()
-        .filter(|name| new.services[name.as_str()].autostart)
-        .chain(&restarted)
-        .cloned()
-        .collect();
+    let candidates: Vec<String> = served.iter().chain(&restarted).cloned().collect();
     let starts = dependency_order(new, &candidates);
 
     let groups_created: Vec<_> = new

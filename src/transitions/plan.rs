@@ -40,8 +40,9 @@ pub struct Served {
     /// Served before and after, but their process changed: restarted on the new
     /// definition if they run.
     pub restarted: BTreeSet<String>,
-    /// The candidates to start — `served` services with `autostart`, and `restarted` ones —
-    /// in one dependency order, so dependencies between new and restarted services hold.
+    /// The candidates to start — `served` services (those whose desired state or
+    /// `autostart` says so) and `restarted` ones (those that run) — in one dependency
+    /// order, so dependencies between new and restarted services hold.
     pub starts: Vec<String>,
 }
 

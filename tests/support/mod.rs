@@ -91,6 +91,53 @@ pub struct Corrald {
     pub dir: TempDir,
     notify: tokio::net::UnixDatagram,
     pub bus_address: String,
+    /// What it was started with, to start it again the same way.
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// Runs the corrald binary on the configuration, runtime and state directories in `dir`,
+/// logging to `dir/corrald.log` (appended to).
+fn launch(
+    dir: &Path,
+    bus_address: &str,
+    extra: &[String],
+    env: &[(String, String)],
+) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("corrald.log"))
+        .unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+        .arg("--config")
+        .arg(dir.join("corral.toml"))
+        .arg("--runtime-dir")
+        .arg(dir.join("run"))
+        .args(
+            (!extra.iter().any(|a| a == "--state-dir"))
+                .then(|| ["--state-dir".into(), dir.join("state")])
+                .into_iter()
+                .flatten(),
+        )
+        .args([
+            "--log-target",
+            "stderr",
+            "--child-output",
+            "stderr",
+            "--log-level",
+            "debug",
+        ])
+        .args(extra)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bus_address)
+        .env("NOTIFY_SOCKET", dir.join("notify"))
+        .env("NO_COLOR", "1")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn corrald")
 }
 
 impl Corrald {
@@ -116,42 +163,40 @@ impl Corrald {
         std::fs::write(dir.path().join("corral.toml"), config).unwrap();
         let notify_path = dir.path().join("notify");
         let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
-        let log = std::fs::File::create(dir.path().join("corrald.log")).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
-            .arg("--config")
-            .arg(dir.path().join("corral.toml"))
-            .arg("--runtime-dir")
-            .arg(dir.path().join("run"))
-            .args(
-                (!extra.contains(&"--state-dir"))
-                    .then(|| ["--state-dir".into(), dir.path().join("state")])
-                    .into_iter()
-                    .flatten(),
-            )
-            .args([
-                "--log-target",
-                "stderr",
-                "--child-output",
-                "stderr",
-                "--log-level",
-                "debug",
-            ])
-            .args(extra)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn corrald");
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let child = launch(dir.path(), &bus.address, &extra, &env);
         Corrald {
             child: Some(child),
             dir,
             notify,
             bus_address: bus.address.clone(),
+            extra,
+            env,
         }
+    }
+
+    /// SIGKILLs corrald (as the OOM killer or a crash would end it) and reaps it; its
+    /// services are left running.
+    pub async fn kill9(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        self.wait_exit().await;
+    }
+
+    /// Starts corrald again after it exited, with the same configuration, runtime and
+    /// state directories (its log continues), and waits for READY=1.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "corrald still runs");
+        self.child = Some(launch(
+            self.dir.path(),
+            &self.bus_address,
+            &self.extra,
+            &self.env,
+        ));
+        self.wait_notify("READY=1").await;
     }
 
     pub fn pid(&self) -> u32 {

@@ -79,6 +79,7 @@ fn applier(log: &Log, problem: Option<&str>) -> Applier {
         state: DaemonState::Running,
         host: "a".into(),
         generation: 0,
+        status_text: String::new(),
     })
     .0;
     let mut applier = Applier::new("a", events.clone(), manager);

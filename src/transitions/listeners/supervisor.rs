@@ -76,10 +76,19 @@ async fn serve(supervisor: &Handle, step: &Served) -> Problems {
     let restarted: Vec<String> = step.restarted.iter().cloned().collect();
     let running = supervisor.running_among(restarted).await;
     supervisor.stop_batch(running.clone()).await;
+    // Newly served ones start by their desired state, else `autostart` (the supervisor
+    // owns both facts); changed ones only if they ran.
+    let wanted = supervisor.wanted_at_start(step.served.clone()).await;
     let starts: Vec<String> = step
         .starts
         .iter()
-        .filter(|name| !step.restarted.contains(*name) || running.contains(name))
+        .filter(|name| {
+            if step.restarted.contains(*name) {
+                running.contains(name)
+            } else {
+                wanted.contains(name)
+            }
+        })
         .cloned()
         .collect();
     supervisor.start_batch(starts).await

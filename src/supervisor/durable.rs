@@ -1,0 +1,198 @@
+//! What the supervisor keeps in the state store, and what it does with it when corrald
+//! starts again: each service's *desired state* (a client's `Start`/`Restart` records
+//! `started`, `Stop` records `stopped`; it overrides `autostart` until the opposite call,
+//! a `Revert`, or the service's removal), and the *run record* of each running service
+//! (main PID with its start time, process group), so that after corrald was killed the
+//! services that survived it are adopted, not started a second time.
+//!
+//! The supervisor is the one owner of both facts; the store only makes them outlive it.
+
+use std::collections::HashMap;
+
+use nix::sys::signal::Signal;
+use tokio::time::Instant;
+
+use super::actor::Supervisor;
+use super::unit::{Phase, Run, StopReason};
+use crate::process::group;
+use crate::process::procfs;
+use crate::process::signal::signal_group;
+use crate::store::{Desired, DesiredRecord, RunRecord, now_us};
+
+/// What the supervisor gets back from the state store at start-up.
+#[derive(Debug, Default)]
+pub struct Durable {
+    /// Service name → its desired state.
+    pub desired: HashMap<String, DesiredRecord>,
+    /// Service name → its run when the last corrald stopped or died.
+    pub runs: HashMap<String, RunRecord>,
+}
+
+impl Supervisor {
+    /// A client asked for `name` to run (`Start`, `Restart`) or not (`Stop`).
+    pub(super) fn record_desired(&mut self, name: &str, state: Desired, by: &str) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let record = DesiredRecord {
+            state,
+            since_us: now_us(),
+            by: by.to_owned(),
+        };
+        if unit.desired.as_ref().map(|d| d.state) != Some(state) {
+            self.settings.store.set_desired(name, state, by);
+            unit.desired = Some(record);
+        }
+    }
+
+    /// Forgets the desired state of `name`: it follows `autostart` again.
+    pub(super) fn revert_desired(&mut self, name: &str) {
+        if let Some(unit) = self.units.get_mut(name)
+            && unit.desired.take().is_some()
+        {
+            self.settings.store.clear_desired(name);
+        }
+        self.publish(name);
+    }
+
+    /// Of `names` (services that start being served), those to start: a desired state
+    /// says, else `autostart` does.
+    pub(super) fn wanted_at_start(&self, names: Vec<String>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|name| {
+                self.units
+                    .get(name)
+                    .is_some_and(|unit| match &unit.desired {
+                        Some(record) => record.state == Desired::Started,
+                        None => unit.spec.autostart,
+                    })
+            })
+            .collect()
+    }
+
+    /// Writes the current run of `name` to the store, for re-adoption after a crash.
+    pub(super) fn save_run(&self, name: &str) {
+        let Some(unit) = self.units.get(name) else {
+            return;
+        };
+        let Some(run) = unit.run() else {
+            return;
+        };
+        // A forking launcher's run has no main PID yet; it is saved once it has one.
+        let Some(start_time) = (run.main_pid > 1)
+            .then(|| procfs::start_ticks(run.main_pid))
+            .flatten()
+        else {
+            return;
+        };
+        let record = RunRecord {
+            main_pid: run.main_pid,
+            start_time,
+            pgid: run.own_group.or(run.main_group).unwrap_or(0),
+            cgroup: String::new(),
+            run_id: run.id,
+            n_restarts: unit.n_restarts,
+            extra: serde_json::json!({
+                "main_group": run.main_group,
+                "group_start": procfs::start_ticks(run.own_group.or(run.main_group).unwrap_or(0)),
+            }),
+        };
+        self.settings.store.save_run(name, record);
+    }
+
+    /// A run is over: it needs no re-adoption.
+    pub(super) fn clear_run(&self, name: &str) {
+        self.settings.store.clear_run(name);
+    }
+
+    /// Before starting `name` afresh: adopts the run that survived the last corrald, if it
+    /// still runs (`true`: started), else kills what is left of it so no second copy
+    /// runs beside an orphan.
+    pub(super) fn recover(&mut self, name: &str, run_id: u64, now: Instant) -> bool {
+        let Some(record) = self.recovered.remove(name) else {
+            return false;
+        };
+        if !record.is_running() {
+            kill_leftovers(name, &record);
+            return false;
+        }
+        let main_group = record.extra["main_group"].as_u64().map(|g| g as u32);
+        let own_group = (record.pgid > 1 && Some(record.pgid) != main_group).then_some(record.pgid);
+        let Ok(watch) = crate::process::pidfd::ProcessWatch::open(record.main_pid) else {
+            return false;
+        };
+        self.watch_main(name, run_id, watch);
+        let run = Run {
+            id: run_id,
+            main_pid: record.main_pid,
+            own_group,
+            main_group,
+            started: now,
+            timer: None,
+            exit_watched: true,
+        };
+        self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
+        tracing::info!(
+            service = name,
+            pid = record.main_pid,
+            "re-adopted: it kept running while corrald was down"
+        );
+        let unit = self.units.get_mut(name).expect("unit exists");
+        unit.n_restarts = unit.n_restarts.max(record.n_restarts);
+        unit.phase = Phase::Running { run, paused: false };
+        self.save_run(name);
+        self.settle_start(name, Ok(()));
+        self.publish(name);
+        true
+    }
+
+    /// After start-up: what survived the last corrald but was not started again (no longer
+    /// served here, stopped by request, removed from the configuration) is stopped, and
+    /// desired states of services that no longer exist are forgotten.
+    pub(super) fn settle_recovered(&mut self) {
+        let now = Instant::now();
+        for (name, record) in std::mem::take(&mut self.recovered) {
+            let known = self
+                .units
+                .get(&name)
+                .is_some_and(|u| matches!(u.phase, Phase::Inactive { .. }));
+            if known && record.is_running() {
+                let run_id = self.new_run_id();
+                self.recovered.insert(name.clone(), record);
+                if self.recover(&name, run_id, now) {
+                    tracing::info!(service = name, "stopping it: it is not to run here now");
+                    self.begin_stop(&name, StopReason::Requested);
+                }
+            } else if !self.units.contains_key(&name) || !record.is_running() {
+                kill_leftovers(&name, &record);
+                self.clear_run(&name);
+            }
+        }
+        for (name, _) in std::mem::take(&mut self.desired_unclaimed) {
+            self.settings.store.clear_desired(&name);
+        }
+    }
+}
+
+/// Kills whatever is left in the process group of a run that corrald no longer tracks. The
+/// group is the run's when its leader is gone (Linux never reuses a PID that still names a
+/// process group) or is the leader that was recorded; a group led by a newer process that
+/// reused the number is left alone.
+fn kill_leftovers(name: &str, record: &RunRecord) {
+    let ours = match procfs::start_ticks(record.pgid) {
+        None => true,
+        Some(ticks) => record.extra["group_start"].as_u64() == Some(ticks),
+    };
+    if record.pgid > 1 && ours && group::has_members(record.pgid) {
+        tracing::warn!(
+            service = name,
+            pgid = record.pgid,
+            "killing what is left of its last run's process group"
+        );
+        let _ = signal_group(record.pgid, Signal::SIGKILL);
+    }
+    if record.is_running() {
+        let _ = crate::process::signal::signal_main(record.main_pid, Signal::SIGKILL);
+    }
+}
