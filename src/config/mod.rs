@@ -17,6 +17,7 @@ pub mod model;
 mod process;
 mod raw;
 mod references;
+mod resources;
 mod restart;
 mod service;
 pub mod signal;
