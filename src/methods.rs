@@ -8,7 +8,7 @@ use std::process::Stdio;
 use crate::config::{MethodDriver, Service};
 use crate::control::{CallError, ControlRegistry, frame};
 use crate::error::{CommandError, CommandResult};
-use crate::process::spawn::{drop_privileges, resolve_program};
+use crate::process::spawn::{prepare_child, resolve_program};
 
 /// Calls method `method` of service `name` (definition `spec`) with `args`; returns its
 /// result text. Both drivers are bounded by the service's `frame_timeout`.
@@ -102,9 +102,9 @@ pub(crate) fn command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(user) = &spec.user {
-        drop_privileges(&mut command, user, spec).map_err(|e| e.to_string())?;
-    }
+    // The service's user, rlimits, umask and no_new_privileges, as its own process gets
+    // them (not its cgroup: a method's command is corrald's, bounded by frame_timeout).
+    prepare_child(&mut command, spec, None).map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     Ok(command)

@@ -32,6 +32,7 @@ impl Launch {
             service: &self.spec,
             notify_socket: self.notify.as_ref().map(|s| s.path()),
             output,
+            cgroup: None,
         }
     }
 }

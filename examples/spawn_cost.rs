@@ -1,0 +1,133 @@
+//! What a `pre_exec` hook costs per spawn (README "Performance", "Resources and cgroups").
+//!
+//! std's `Command` spawns with `posix_spawn` (a vfork-like clone that shares the parent's
+//! memory) unless a `pre_exec` hook is set; then it forks, which copies the parent's page
+//! tables. corrald needs a hook whenever a child must join a cgroup or get rlimits back, so
+//! this measures the difference on this machine, for a parent as big as corrald gets.
+//!
+//! ```sh
+//! cargo run --release --example spawn_cost -- [N] [RSS_MB]
+//! ```
+//! spawns `/bin/sleep 1000` N times (default 1000) one after another — each `spawn()`
+//! returns once the child has exec'd — in three ways, alternated over 3 rounds, then kills
+//! them: `posix_spawn` (no hook), `fork` with an empty hook, and `fork` with what corrald's
+//! hook does (setrlimit NOFILE to 1024, umask, and — as root with a writable cgroup v2 —
+//! joining a cgroup through an fd of its `cgroup.procs`). RSS_MB (default 20, corrald's
+//! size with 1000 services) is allocated and touched first so the fork copies as much.
+//! Prints the median ms per 1000 spawns of each way as JSON.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug)]
+enum Way {
+    PosixSpawn,
+    EmptyHook,
+    CorralHook,
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().map_or(1000, |a| a.parse().expect("N"));
+    let rss_mb: usize = args.next().map_or(20, |a| a.parse().expect("RSS_MB"));
+    // Touch every page so it is mapped and the fork has page tables to copy.
+    let ballast: Vec<u8> = (0..rss_mb << 20).map(|i| i as u8).collect();
+    let cgroup = scratch_cgroup();
+    let procs: Option<OwnedFd> = cgroup.as_ref().map(|dir| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .expect("open cgroup.procs")
+            .into()
+    });
+    let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
+
+    let ways = [Way::PosixSpawn, Way::EmptyHook, Way::CorralHook];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
+    for _round in 0..3 {
+        for (i, &way) in ways.iter().enumerate() {
+            let started = Instant::now();
+            let children: Vec<Child> = (0..n).map(|_| spawn(way, procs_fd)).collect();
+            let ms = started.elapsed().as_secs_f64() * 1000.0 * 1000.0 / n as f64;
+            samples[i].push(ms);
+            for mut child in children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+    drop(procs);
+    if let Some(dir) = &cgroup {
+        let _ = std::fs::remove_dir(dir);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{{\"n\": {n}, \"rss_mb\": {rss_mb}, \"ballast\": {}, \"cgroup\": {}, \
+         \"posix_spawn_ms_per_1000\": {:.0}, \"fork_empty_hook_ms_per_1000\": {:.0}, \
+         \"fork_corral_hook_ms_per_1000\": {:.0}}}",
+        ballast.len() >> 20,
+        cgroup.is_some(),
+        median(&mut samples[0]),
+        median(&mut samples[1]),
+        median(&mut samples[2]),
+    );
+}
+
+fn spawn(way: Way, procs: Option<i32>) -> Child {
+    let mut command = Command::new("/bin/sleep");
+    command
+        .arg("1000")
+        .env_clear()
+        .process_group(0)
+        .stdin(Stdio::null());
+    match way {
+        Way::PosixSpawn => {}
+        // SAFETY: the hooks only make async-signal-safe syscalls.
+        Way::EmptyHook => unsafe {
+            command.pre_exec(|| Ok(()));
+        },
+        Way::CorralHook => unsafe {
+            command.pre_exec(move || {
+                if let Some(fd) = procs
+                    && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+                limit.rlim_cur = limit.rlim_cur.min(1024);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::umask(0o022);
+                Ok(())
+            });
+        },
+    }
+    command.spawn().expect("spawn /bin/sleep")
+}
+
+/// A fresh cgroup to join, when there is a writable cgroup v2 hierarchy.
+fn scratch_cgroup() -> Option<PathBuf> {
+    let root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|dir| {
+            dir.join("cgroup.procs").exists() && dir.join("cgroup.subtree_control").exists()
+        })?;
+    let dir = root.join(format!("corral-spawn-cost-{}", std::process::id()));
+    std::fs::create_dir(&dir).ok()?;
+    Some(dir)
+}
