@@ -123,7 +123,8 @@ impl Cgroups {
     pub fn setup(instance: &str) -> Cgroups {
         let proc_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let v1 = detect::v1_controllers(&proc_cgroup);
-        let built = detect::find_base(instance).and_then(|base| tree::build(base, &v1));
+        let built =
+            detect::find_base(instance).and_then(|base| tree::build(base, &v1, std::process::id()));
         let cgroups = match built {
             Ok(tree) => Cgroups::from_tree(tree),
             Err(why) => Cgroups::disabled(why),
@@ -141,7 +142,12 @@ impl Cgroups {
             path: path.to_owned(),
             kind: detect::BaseKind::Private,
         };
-        tree::build(base, &detect::v1_controllers(&proc_cgroup)).map(Cgroups::from_tree)
+        tree::build(
+            base,
+            &detect::v1_controllers(&proc_cgroup),
+            std::process::id(),
+        )
+        .map(Cgroups::from_tree)
     }
 
     /// Process-group mode, because of `why`.

@@ -16,7 +16,8 @@ use crate::process::{OutputMode, cgroup::detect::v2_mount};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A subtree of its own for one test: removed on drop (processes killed first).
+/// A subtree of its own for one test: on drop, everything in it is killed and every
+/// cgroup below it removed, whatever the test left.
 struct Scratch {
     cgroups: Cgroups,
     dir: std::path::PathBuf,
@@ -25,17 +26,11 @@ struct Scratch {
 impl Scratch {
     /// `None` (after saying why) when this host has no writable cgroup v2.
     fn new(test: &str) -> Option<Scratch> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let Some(mount) = v2_mount() else {
-            eprintln!("SKIPPED {test}: no cgroup v2 hierarchy on this host");
-            return None;
-        };
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = format!("/corral-test-{}-{n}", std::process::id());
+        let (mount, path) = scratch_path(test)?;
         match Cgroups::at(&mount, &path) {
             Ok(cgroups) => Some(Scratch {
                 cgroups,
-                dir: mount.join(path.trim_start_matches('/')),
+                dir: detect::dir_of(&mount, &path),
             }),
             Err(why) if why.contains("Permission denied") || why.contains("Read-only") => {
                 eprintln!("SKIPPED {test}: cgroup v2 is not writable here: {why}");
@@ -46,31 +41,51 @@ impl Scratch {
     }
 }
 
+/// A fresh cgroup path for a test below the v2 root, or `None` when there is no v2.
+fn scratch_path(test: &str) -> Option<(std::path::PathBuf, String)> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let Some(mount) = v2_mount() else {
+        eprintln!("SKIPPED {test}: no cgroup v2 hierarchy on this host");
+        return None;
+    };
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    Some((mount, format!("/corral-test-{}-{n}", std::process::id())))
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let cgroups = self.cgroups.service_cgroups();
-        for cgroup in &cgroups {
-            let _ = cgroup.kill();
-        }
-        // Killed processes leave their cgroup asynchronously: wait for each to empty (on
-        // a thread of its own, since this may run inside a test's runtime), then remove.
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    for cgroup in &cgroups {
-                        let _ = tokio::time::timeout(PATIENCE, cgroup.wait_empty()).await;
-                        let _ = cgroup.remove();
-                    }
-                });
-            });
-        });
-        let _ = std::fs::remove_dir(self.dir.join(SERVICES));
-        let _ = std::fs::remove_dir(&self.dir);
+        remove_tree(&self.dir);
     }
+}
+
+/// Kills everything below `dir` (`cgroup.kill` reaches descendants), waits until it is
+/// empty, and removes every cgroup below it, bottom up.
+fn remove_tree(dir: &Path) {
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    // Killed processes leave asynchronously: wait for the event (on a thread of its own,
+    // since this may run inside a test's runtime).
+    let top = ServiceCgroup::new(dir.to_owned(), String::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ =
+                runtime.block_on(async { tokio::time::timeout(PATIENCE, top.wait_empty()).await });
+        });
+    });
+    fn remove(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove(&entry.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    remove(dir);
 }
 
 /// A FIFO a test's child writes a line to when it is ready.
@@ -456,4 +471,136 @@ fn names_are_escaped_like_systemd_does() {
     assert_eq!(instance_name(Path::new("/")), "root");
     assert_eq!(instance_name(Path::new("/a b/c\nd")), "a_b-c_d");
     assert!(instance_name(Path::new(&format!("/{}", "x".repeat(300)))).len() <= 200);
+}
+
+#[test]
+fn a_delegated_cgroup_gets_a_leaf_for_corrald_and_a_services_node() {
+    let Some((mount, path)) = scratch_path("delegated") else {
+        return;
+    };
+    let dir = detect::dir_of(&mount, &path);
+    if let Err(err) = std::fs::create_dir(&dir) {
+        eprintln!("SKIPPED delegated: cannot make {}: {err}", dir.display());
+        return;
+    }
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            remove_tree(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    // What systemd does for Delegate=yes: the xattr, and the main process in the cgroup.
+    let c_path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+    // SAFETY: NUL-terminated strings and a value of its length.
+    let set = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"trusted.delegate".as_ptr(),
+            b"1".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    assert!(detect::is_delegated(&dir));
+    let mut stand_in = Command::new("sleep").arg("1000").spawn().unwrap();
+    let pid = stand_in.id();
+    std::fs::write(dir.join("cgroup.procs"), pid.to_string()).unwrap();
+
+    let base = detect::choose_base(&mount, &path, "unused", &detect::is_delegated);
+    assert_eq!(base.kind, detect::BaseKind::Delegated { move_self: true });
+    let tree = tree::build(base, &Default::default(), pid).unwrap();
+    assert_eq!(
+        cgroup_of(pid),
+        format!("{path}/corrald"),
+        "moved into its leaf"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap()
+            .trim()
+            .is_empty(),
+        "the base holds no process, so it may pass controllers down"
+    );
+    assert_eq!(tree.services_path, format!("{path}/services"));
+    assert!(dir.join("services").is_dir());
+
+    // After a re-exec the process is in the leaf already: the same base, nothing moved.
+    let again = detect::choose_base(&mount, &format!("{path}/corrald"), "unused", &|_| false);
+    assert_eq!(again.path, path);
+    assert_eq!(again.kind, detect::BaseKind::Delegated { move_self: false });
+    tree::build(again, &Default::default(), pid).unwrap();
+    assert_eq!(cgroup_of(pid), format!("{path}/corrald"));
+
+    stand_in.kill().unwrap();
+    stand_in.wait().unwrap();
+}
+
+#[tokio::test]
+async fn an_oom_kill_is_counted_where_the_memory_controller_is() {
+    let Some(scratch) = Scratch::new("oom") else {
+        return;
+    };
+    let Mode::Cgroups { controllers, .. } = scratch.cgroups.mode() else {
+        unreachable!()
+    };
+    let limits = CgroupLimits {
+        memory_max: Some(Max::Value(16 << 20)),
+        ..CgroupLimits::default()
+    };
+    let prepared = scratch.cgroups.prepare("hog", &limits).unwrap();
+    let cgroup = prepared.cgroup.unwrap();
+    if !controllers.iter().any(|c| c == "memory") {
+        assert_eq!(cgroup.oom_kills(), None, "no memory controller, no count");
+        eprintln!("SKIPPED oom: no memory controller for cgroups on this host");
+        return;
+    }
+    assert_eq!(cgroup.oom_kills(), Some(0));
+    // `tail` keeps a line in memory until it sees a newline, which /dev/zero never sends.
+    let mut child = spawn_into(&service(&["tail", "/dev/zero"]), &cgroup);
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("the OOM killer ends it")
+        .unwrap();
+    assert_eq!(crate::process::exit_code(status), 128 + 9);
+    assert!(cgroup.oom_kills().unwrap() >= 1);
+}
+
+#[test]
+fn setup_outside_systemd_makes_a_private_subtree_and_release_removes_it() {
+    // Only where setup would not move this test process (it does under a delegated
+    // cgroup, which a test must not do to its harness).
+    let instance = format!("test-setup-{}", std::process::id());
+    match detect::find_base(&instance) {
+        Ok(base) if base.kind == detect::BaseKind::Private => {}
+        other => {
+            eprintln!("SKIPPED setup: {other:?}");
+            return;
+        }
+    }
+    let own_before = cgroup_of(std::process::id());
+    let cgroups = Cgroups::setup(&instance);
+    let Mode::Cgroups { root, .. } = cgroups.mode() else {
+        eprintln!("SKIPPED setup: {}", cgroups.mode());
+        return;
+    };
+    assert_eq!(root, &format!("/corral/{instance}"));
+    assert_eq!(
+        cgroup_of(std::process::id()),
+        own_before,
+        "corrald stays where it was"
+    );
+    let web = cgroups.service("web").unwrap();
+    assert_eq!(
+        web.path(),
+        format!("/corral/{instance}/services/web.service")
+    );
+    web.create().unwrap();
+    assert!(cgroups.release().is_empty());
+    assert!(!web.dir().exists());
+    assert!(
+        !web.dir().parent().unwrap().exists(),
+        "the private subtree is gone too"
+    );
 }

@@ -23,14 +23,15 @@ pub(crate) struct Tree {
 }
 
 /// Makes the subtree of `base` and enables the controllers it can; `v1` are the
-/// controllers bound to cgroup v1 on this host (they are reported as the reason). Fails,
-/// with the reason, when the subtree cannot be made at all.
-pub(crate) fn build(base: Base, v1: &BTreeSet<String>) -> Result<Tree, String> {
+/// controllers bound to cgroup v1 on this host (they are reported as the reason);
+/// `corrald` is the process moved into the leaf of a delegated base (corrald's own PID).
+/// Fails, with the reason, when the subtree cannot be made at all.
+pub(crate) fn build(base: Base, v1: &BTreeSet<String>, corrald: u32) -> Result<Tree, String> {
     let base_dir = base.dir();
     match base.kind {
         BaseKind::Private => std::fs::create_dir_all(&base_dir)
             .map_err(|e| format!("cannot create {}: {e}", base_dir.display()))?,
-        BaseKind::Delegated { move_self: true } => move_self_into_leaf(&base_dir)?,
+        BaseKind::Delegated { move_self: true } => move_into_leaf(&base_dir, corrald)?,
         BaseKind::Delegated { move_self: false } => {}
     }
     let services_dir = base_dir.join(SERVICES);
@@ -83,10 +84,10 @@ pub(crate) fn build(base: Base, v1: &BTreeSet<String>) -> Result<Tree, String> {
 
 /// The no-internal-process rule: a cgroup that hands controllers to its children holds no
 /// process itself. So corrald leaves the base for a leaf of its own.
-fn move_self_into_leaf(base_dir: &Path) -> Result<(), String> {
+fn move_into_leaf(base_dir: &Path, corrald: u32) -> Result<(), String> {
     let leaf = base_dir.join(LEAF);
     make_dir(&leaf).map_err(|e| format!("cannot create {}: {e}", leaf.display()))?;
-    std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+    std::fs::write(leaf.join("cgroup.procs"), corrald.to_string())
         .map_err(|e| format!("cannot move corrald into {}: {e}", leaf.display()))
 }
 
