@@ -108,13 +108,37 @@ impl Corrald {
         Corrald::spawn_full(bus, config, &[], env)
     }
 
+    /// Starts corrald through `wrapper` (a command that execs the rest of its argv, e.g.
+    /// `prlimit --nofile=1024:20000 --`) and waits for READY=1; corrald keeps the PID.
+    pub async fn start_wrapped(bus: &TestBus, config: &str, wrapper: &[&str]) -> Corrald {
+        let corrald = Corrald::spawn_inner(bus, config, &[], &[], wrapper);
+        corrald.wait_notify("READY=1").await;
+        corrald
+    }
+
     fn spawn_full(bus: &TestBus, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Corrald {
+        Corrald::spawn_inner(bus, config, extra, env, &[])
+    }
+
+    fn spawn_inner(
+        bus: &TestBus,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Corrald {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("corral.toml"), config).unwrap();
         let notify_path = dir.path().join("notify");
         let notify = tokio::net::UnixDatagram::bind(&notify_path).unwrap();
         let log = std::fs::File::create(dir.path().join("corrald.log")).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+        let corrald = env!("CARGO_BIN_EXE_corrald");
+        let (program, wrapped) = match wrapper.split_first() {
+            Some((program, args)) => (*program, [args, &[corrald]].concat()),
+            None => (corrald, Vec::new()),
+        };
+        let child = tokio::process::Command::new(program)
+            .args(wrapped)
             .arg("--config")
             .arg(dir.path().join("corral.toml"))
             .arg("--runtime-dir")
