@@ -77,6 +77,16 @@ pub enum Mode {
     ProcessGroups { why: String },
 }
 
+impl Mode {
+    /// One word for the mode: `cgroup` or `process-groups`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Cgroups { .. } => "cgroup",
+            Mode::ProcessGroups { .. } => "process-groups",
+        }
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -2,9 +2,13 @@
 //! the authority on which processes belong to the service — killed with `cgroup.kill`,
 //! frozen with `cgroup.freeze`, and empty when `cgroup.events` says `populated 0`.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::events;
 
@@ -71,6 +75,29 @@ impl ServiceCgroup {
         match std::fs::write(self.dir.join("cgroup.kill"), "1") {
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
+        }
+    }
+
+    /// Sends `signal` to every process in it, as systemd's `KillMode=control-group` does
+    /// with the stop signal: `cgroup.procs` is read again until it shows no process not
+    /// signalled yet, so one forked meanwhile gets it too. Returns how many were
+    /// signalled. For SIGKILL use [`ServiceCgroup::kill`], which is atomic.
+    pub fn signal(&self, signal: Signal) -> io::Result<usize> {
+        let mut done = BTreeSet::new();
+        loop {
+            let fresh: Vec<u32> = self
+                .pids()?
+                .into_iter()
+                .filter(|pid| !done.contains(pid))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(done.len());
+            }
+            for pid in fresh {
+                // Gone meanwhile (ESRCH) is fine: it needs no signal any more.
+                let _ = kill(Pid::from_raw(pid as i32), signal);
+                done.insert(pid);
+            }
         }
     }
 

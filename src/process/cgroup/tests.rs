@@ -604,3 +604,43 @@ fn setup_outside_systemd_makes_a_private_subtree_and_release_removes_it() {
         "the private subtree is gone too"
     );
 }
+
+#[tokio::test]
+async fn signal_reaches_every_process_including_one_in_another_session() {
+    let Some(scratch) = Scratch::new("signal") else {
+        return;
+    };
+    let cgroup = scratch.cgroups.service("term").unwrap();
+    cgroup.create().unwrap();
+    // Both processes note SIGTERM in a file of their own and exit. The main shell sets its
+    // trap before it forks; the escaped one says it is ready once its own trap is set.
+    let ready = Ready::new();
+    let trap = |file: &str| {
+        format!(
+            "trap 'echo term > {}; exit 0' TERM",
+            ready.file(file).display()
+        )
+    };
+    let script = format!(
+        "{}; setsid sh -c \"{}; echo ready > {}; while :; do sleep 0.05; done\" & \
+         while :; do sleep 0.05; done",
+        trap("main"),
+        trap("escaped"),
+        ready.fifo(),
+    );
+    let mut child = spawn_into(&service(&["sh", "-c", &script]), &cgroup);
+    ready.wait().await;
+    assert!(cgroup.signal(nix::sys::signal::Signal::SIGTERM).unwrap() >= 2);
+    tokio::time::timeout(PATIENCE, cgroup.wait_empty())
+        .await
+        .expect("both handled SIGTERM and exited")
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    for file in ["main", "escaped"] {
+        assert_eq!(
+            std::fs::read_to_string(ready.file(file)).unwrap().trim(),
+            "term",
+            "{file}"
+        );
+    }
+}
