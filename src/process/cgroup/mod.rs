@@ -14,7 +14,7 @@
 //!
 //! # Where the cgroups are
 //!
-//! The *base* is found by [`detect`]:
+//! The *base* is found by `detect`:
 //! - Under systemd with `Delegate=yes`, the unit's own cgroup, e.g.
 //!   `/system.slice/corral.service` (systemd marks it with the `trusted.delegate` xattr).
 //!   corrald moves itself into the leaf `<base>/corrald`: cgroup v2's no-internal-process
