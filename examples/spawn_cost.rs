@@ -28,6 +28,7 @@ enum Way {
     PosixSpawn,
     EmptyHook,
     CorralHook,
+    CloneVm,
 }
 
 fn main() {
@@ -46,11 +47,28 @@ fn main() {
     });
     let procs_fd = procs.as_ref().map(AsRawFd::as_raw_fd);
 
-    let ways = [Way::PosixSpawn, Way::EmptyHook, Way::CorralHook];
+    let ways = [
+        Way::PosixSpawn,
+        Way::EmptyHook,
+        Way::CorralHook,
+        Way::CloneVm,
+    ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); ways.len()];
     for _round in 0..3 {
         for (i, &way) in ways.iter().enumerate() {
             let started = Instant::now();
+            if let Way::CloneVm = way {
+                let pids: Vec<i32> = (0..n).map(|_| clone_vm_spawn(procs_fd)).collect();
+                let ms = started.elapsed().as_secs_f64() * 1000.0 * 1000.0 / n as f64;
+                samples[i].push(ms);
+                for pid in pids {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, std::ptr::null_mut(), 0);
+                    }
+                }
+                continue;
+            }
             let children: Vec<Child> = (0..n).map(|_| spawn(way, procs_fd)).collect();
             let ms = started.elapsed().as_secs_f64() * 1000.0 * 1000.0 / n as f64;
             samples[i].push(ms);
@@ -73,12 +91,13 @@ fn main() {
         out,
         "{{\"n\": {n}, \"rss_mb\": {rss_mb}, \"ballast\": {}, \"cgroup\": {}, \
          \"posix_spawn_ms_per_1000\": {:.0}, \"fork_empty_hook_ms_per_1000\": {:.0}, \
-         \"fork_corral_hook_ms_per_1000\": {:.0}}}",
+         \"fork_corral_hook_ms_per_1000\": {:.0}, \"clone_vm_hook_ms_per_1000\": {:.0}}}",
         ballast.len() >> 20,
         cgroup.is_some(),
         median(&mut samples[0]),
         median(&mut samples[1]),
         median(&mut samples[2]),
+        median(&mut samples[3]),
     );
 }
 
@@ -90,7 +109,7 @@ fn spawn(way: Way, procs: Option<i32>) -> Child {
         .process_group(0)
         .stdin(Stdio::null());
     match way {
-        Way::PosixSpawn => {}
+        Way::PosixSpawn | Way::CloneVm => {}
         // SAFETY: the hooks only make async-signal-safe syscalls.
         Way::EmptyHook => unsafe {
             command.pre_exec(|| Ok(()));
@@ -130,4 +149,76 @@ fn scratch_cgroup() -> Option<PathBuf> {
     let dir = root.join(format!("corral-spawn-cost-{}", std::process::id()));
     std::fs::create_dir(&dir).ok()?;
     Some(dir)
+}
+
+struct VmArgs {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    procs: i32,
+    err: i32,
+}
+
+extern "C" fn vm_child(arg: *mut libc::c_void) -> libc::c_int {
+    unsafe {
+        let a = &mut *(arg as *mut VmArgs);
+        libc::setpgid(0, 0);
+        if a.procs >= 0 && libc::write(a.procs, b"0".as_ptr().cast(), 1) != 1 {
+            a.err = *libc::__errno_location();
+            libc::_exit(127);
+        }
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_cur.min(1024);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::umask(0o022);
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::execve(a.path, a.argv, a.envp);
+        a.err = *libc::__errno_location();
+        libc::_exit(127);
+    }
+}
+
+fn clone_vm_spawn(procs: Option<i32>) -> i32 {
+    let path = c"/bin/sleep";
+    let arg1 = c"1000";
+    let argv = [path.as_ptr(), arg1.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    let mut args = VmArgs {
+        path: path.as_ptr(),
+        argv: argv.as_ptr(),
+        envp: envp.as_ptr(),
+        procs: procs.unwrap_or(-1),
+        err: 0,
+    };
+    const STACK: usize = 64 << 10;
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let stack = libc::mmap(
+            std::ptr::null_mut(),
+            STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        );
+        let pid = libc::clone(
+            vm_child,
+            (stack as *mut u8).add(STACK).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut VmArgs).cast(),
+        );
+        libc::munmap(stack, STACK);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        assert!(pid > 0 && args.err == 0, "clone: {pid} {}", args.err);
+        pid
+    }
 }

@@ -104,7 +104,7 @@ pub(crate) fn command(
         .stderr(Stdio::piped());
     // The service's user, rlimits, umask and no_new_privileges, as its own process gets
     // them (not its cgroup: a method's command is corrald's, bounded by frame_timeout).
-    prepare_child(&mut command, spec, None).map_err(|e| e.to_string())?;
+    prepare_child(&mut command, spec).map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     Ok(command)

@@ -6,6 +6,7 @@
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
 pub mod cgroup;
+pub mod child;
 pub mod group;
 pub mod limits;
 pub mod output;
@@ -13,7 +14,9 @@ pub mod pidfd;
 pub mod pidfile;
 pub mod signal;
 pub mod spawn;
+mod vfork;
 
+pub use child::Child;
 pub use output::OutputMode;
 pub use spawn::{SpawnError, SpawnRequest, spawn};
 

@@ -1,30 +1,32 @@
 //! Spawning a service's process: an explicit environment (never corrald's own), its own
-//! process group (so one `killpg` reaches every process it forks), the configured user and
-//! working directory, its cgroup, rlimits, umask and no_new_privileges, and output routed
-//! by [`super::output`].
+//! process group (so one `killpg` reaches every process it forks), its cgroup, the
+//! configured user and working directory, its rlimits, umask and no_new_privileges, and
+//! output routed by [`super::output`].
 //!
-//! What the child must do between fork and exec — join its cgroup (before it can fork
-//! anything that would escape), set its rlimits and umask, drop privileges, set
-//! no_new_privileges — is one `pre_exec` hook, in that order. A hook makes std's `Command`
-//! fork instead of using `posix_spawn`, and a fork copies corrald's page tables: measured
-//! here (`examples/spawn_cost.rs`, 1000 spawns of `sleep`, parent of 20 MB) ~1.3 ms per
-//! spawn with `posix_spawn`, ~4.8 ms with a fork, ~5.1 ms with corrald's whole hook; with a
-//! 2 MB parent ~1.1, ~1.8 and ~2.4 ms. So the hook is installed only when the child needs
-//! one of these; one that needs none (no cgroup, no `user`, no limit that differs from
-//! corrald's own) keeps `posix_spawn`.
+//! Everything is resolved here, before the process exists; [`super::vfork`] then starts it
+//! with `clone(CLONE_VM | CLONE_VFORK)` and the child's steps before exec, in this order:
+//! process group, join the cgroup (before it can fork anything that would escape), rlimits
+//! and umask (before dropping privileges: raising a hard limit needs root), stdio, user,
+//! working directory, no_new_privileges. The result is a [`Child`] awaited through its
+//! pidfd.
+//!
+//! [`prepare_child`] applies the same user and limits to a std `Command` (a manager
+//! method's or recipe's command), where a fork is cheap enough for how rarely they run.
 
-use std::ffi::CString;
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use nix::unistd::{AccessFlags, Gid, Uid, User, access, getgrouplist, setgid, setgroups, setuid};
+use nix::unistd::{AccessFlags, User, access, getgrouplist};
 
 use super::cgroup::ServiceCgroup;
+use super::child::Child;
 use super::limits::ChildLimits;
 use super::output::{self, OutputMode};
+use super::vfork::{self, ExecPlan, Step};
 use crate::config::Service;
 
 /// What [`spawn`] needs to start one process of a service.
@@ -55,41 +57,112 @@ pub enum SpawnError {
     Cgroup { path: String, source: io::Error },
     #[error("{0}")]
     Limits(String),
+    #[error("cannot start {program}: the new process could not {what}: {source}")]
+    Setup {
+        program: String,
+        what: String,
+        source: io::Error,
+    },
 }
 
 /// Starts the process of `request.service` and returns the child; its owner must await it.
-pub fn spawn(request: &SpawnRequest<'_>) -> Result<tokio::process::Child, SpawnError> {
+/// Must be called inside the tokio runtime.
+pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     let service = request.service;
     let program = resolve_program(&service.exec[0], service.path_env())?;
-    let mut command = std::process::Command::new(&program);
-    command
-        .arg0(&service.exec[0])
-        .args(&service.exec[1..])
-        .env_clear()
-        .env("PATH", service.path_env())
-        .envs(&service.environment)
-        .current_dir(&service.working_directory)
-        .process_group(0)
-        .stdin(Stdio::null());
-
-    if let Some(socket) = request.notify_socket {
-        command.env("NOTIFY_SOCKET", socket);
-    }
-    prepare_child(&mut command, service, request.cgroup)?;
-    let out = output::prepare(request.output, request.name);
-    command.stdout(out.stdout).stderr(out.stderr);
-
-    let mut child = tokio::process::Command::from(command)
-        .spawn()
-        .map_err(|source| SpawnError::Exec {
-            program: program.display().to_string(),
+    let shown = program.display().to_string();
+    let setup = |what: &str| {
+        let (program, what) = (shown.clone(), what.to_owned());
+        move |source| SpawnError::Setup {
+            program,
+            what,
             source,
-        })?;
-    if out.piped {
-        let pid = child.id().unwrap_or(0);
-        output::forward(request.name, pid, child.stdout.take(), child.stderr.take());
+        }
+    };
+
+    let mut env: BTreeMap<&OsStr, &OsStr> = BTreeMap::new();
+    env.insert(OsStr::new("PATH"), OsStr::new(service.path_env()));
+    for (key, value) in &service.environment {
+        env.insert(OsStr::new(key), OsStr::new(value));
     }
-    Ok(child)
+    if let Some(socket) = request.notify_socket {
+        env.insert(OsStr::new("NOTIFY_SOCKET"), socket.as_os_str());
+    }
+    let user = match &service.user {
+        Some(name) => Some(resolve_user(name)?),
+        None => None,
+    };
+    if let Some(user) = &user {
+        for (key, value) in &user.login_vars {
+            if !service.environment.contains_key(*key) {
+                env.insert(OsStr::new(key), OsStr::new(value));
+            }
+        }
+    }
+    let envp = env
+        .iter()
+        .map(|(key, value)| {
+            let mut entry = key.as_bytes().to_vec();
+            entry.push(b'=');
+            entry.extend_from_slice(value.as_bytes());
+            vfork::c_string(entry, "the environment")
+        })
+        .collect::<io::Result<Vec<CString>>>()
+        .map_err(setup("take its environment"))?;
+    let argv = service
+        .exec
+        .iter()
+        .map(|word| vfork::c_string(word.as_str(), "exec"))
+        .collect::<io::Result<Vec<CString>>>()
+        .map_err(setup("take its arguments"))?;
+
+    let limits = ChildLimits::for_service(&service.process_limits).map_err(SpawnError::Limits)?;
+    let cgroup_procs = request
+        .cgroup
+        .map(|cgroup| {
+            cgroup.open_procs().map_err(|source| SpawnError::Cgroup {
+                path: cgroup.dir().display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
+    let out = output::prepare(request.output, request.name).map_err(setup("get its output"))?;
+    let stdin = vfork::dev_null().map_err(setup("open /dev/null as its stdin"))?;
+    let plan = ExecPlan {
+        path: vfork::c_string(program.as_os_str().as_bytes(), "exec")
+            .map_err(setup("take its program"))?,
+        argv,
+        envp,
+        cwd: vfork::c_string(
+            service.working_directory.as_os_str().as_bytes(),
+            "working_directory",
+        )
+        .map_err(setup("take its working directory"))?,
+        stdio: [stdin, out.stdout, out.stderr],
+        new_process_group: true,
+        cgroup_procs,
+        limits,
+        user: user.map(|u| (u.groups, u.gid, u.uid)),
+    };
+
+    let (pid, pidfd) = vfork::start(&plan).map_err(|failure| match failure.step {
+        Step::Exec => SpawnError::Exec {
+            program: shown.clone(),
+            source: failure.error,
+        },
+        Step::WorkingDirectory => setup(&format!(
+            "change to its working directory {}",
+            service.working_directory.display()
+        ))(failure.error),
+        step => setup(step.describe())(failure.error),
+    })?;
+    // The plan's fds (the child's ends of its output, its stdin) close here: the child has
+    // its own copies.
+    drop(plan);
+    if let Some(piped) = out.piped {
+        output::forward(request.name, pid, piped);
+    }
+    Child::new(pid, pidfd).map_err(setup("be watched (pidfd)"))
 }
 
 /// Finds `program` the way `execvp` would, but in the *service's* `PATH`, so a bare name
@@ -108,43 +181,37 @@ pub fn resolve_program(program: &str, path: &str) -> Result<PathBuf, SpawnError>
         })
 }
 
-/// Installs what the child does between fork and exec: join `cgroup`, set the service's
-/// rlimits and umask, become its `user` (with the login variables systemd sets for
-/// `User=`), set no_new_privileges. Everything is resolved here, before the fork; a child
-/// that needs none of it gets no hook and keeps the fast `posix_spawn`.
+/// Gives a std `Command` (a method's or recipe's command) the service's `user` (with the
+/// login variables systemd sets for `User=`), rlimits, umask and no_new_privileges — the
+/// same steps, in the same order, as a service's own process gets, as a `pre_exec` hook
+/// (a fork; these commands are rare). No hook when none is needed.
 pub(crate) fn prepare_child(
     command: &mut std::process::Command,
     service: &Service,
-    cgroup: Option<&ServiceCgroup>,
 ) -> Result<(), SpawnError> {
     let limits = ChildLimits::for_service(&service.process_limits).map_err(SpawnError::Limits)?;
-    let procs: Option<OwnedFd> = cgroup
-        .map(|cgroup| {
-            cgroup.open_procs().map_err(|source| SpawnError::Cgroup {
-                path: cgroup.dir().display().to_string(),
-                source,
-            })
-        })
-        .transpose()?;
     let user = match &service.user {
-        Some(user) => Some(resolve_user(command, user, service)?),
+        Some(name) => Some(resolve_user(name)?),
         None => None,
     };
-    if procs.is_none() && user.is_none() && limits.is_empty() {
+    if let Some(user) = &user {
+        for (key, value) in &user.login_vars {
+            if !service.environment.contains_key(*key) {
+                command.env(key, value);
+            }
+        }
+    }
+    if user.is_none() && limits.is_empty() {
         return Ok(());
     }
-    // SAFETY: the hook makes only async-signal-safe syscalls (write, setrlimit, umask,
-    // setgroups, setgid, setuid, prctl) on data prepared before the fork; it allocates
-    // nothing and takes no lock another thread could hold.
+    let ids = user.map(|u| (u.groups, u.gid, u.uid));
+    // SAFETY: the hook makes only async-signal-safe syscalls (setrlimit, umask, setgroups,
+    // setgid, setuid, prctl) on data prepared before the fork; it allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            if let Some(procs) = &procs {
-                // "0" is the writing process itself.
-                nix::unistd::write(procs, b"0")?;
-            }
             limits.apply_before_user()?;
-            if let Some(user) = &user {
-                user.become_user()?;
+            if let Some((groups, gid, uid)) = &ids {
+                vfork::become_user(groups, *gid, *uid)?;
             }
             limits.apply_after_user()?;
             Ok(())
@@ -153,59 +220,39 @@ pub(crate) fn prepare_child(
     Ok(())
 }
 
-/// The ids of a service's `user`, resolved before the fork.
-struct UserIds {
-    groups: Vec<Gid>,
-    gid: Gid,
-    uid: Uid,
+/// A service's `user`, resolved before the process exists (reading /etc/passwd and
+/// /etc/group is not something the child may do).
+struct ResolvedUser {
+    groups: Vec<libc::gid_t>,
+    gid: libc::gid_t,
+    uid: libc::uid_t,
+    /// HOME, USER, LOGNAME, SHELL, as systemd sets them for `User=`.
+    login_vars: [(&'static str, String); 4],
 }
 
-impl UserIds {
-    /// In the child: async-signal-safe.
-    fn become_user(&self) -> io::Result<()> {
-        setgroups(&self.groups)?;
-        setgid(self.gid)?;
-        setuid(self.uid)?;
-        Ok(())
-    }
-}
-
-/// Looks up `user` and gives the child the login variables systemd sets for `User=`
-/// (unless `environment` sets them).
-fn resolve_user(
-    command: &mut std::process::Command,
-    user: &str,
-    service: &Service,
-) -> Result<UserIds, SpawnError> {
+fn resolve_user(user: &str) -> Result<ResolvedUser, SpawnError> {
     let entry = User::from_name(user)
         .map_err(|source| SpawnError::UserLookup {
             user: user.to_owned(),
             source,
         })?
         .ok_or_else(|| SpawnError::NoSuchUser(user.to_owned()))?;
-    let login_vars = [
-        ("HOME", entry.dir.display().to_string()),
-        ("USER", entry.name.clone()),
-        ("LOGNAME", entry.name.clone()),
-        ("SHELL", entry.shell.display().to_string()),
-    ];
-    for (key, value) in login_vars {
-        if !service.environment.contains_key(key) {
-            command.env(key, value);
-        }
-    }
-    // Resolve the group list now: after fork only async-signal-safe calls are allowed, and
-    // reading /etc/group is not one.
     let name =
         CString::new(entry.name.as_bytes()).map_err(|_| SpawnError::NoSuchUser(user.into()))?;
     let groups = getgrouplist(&name, entry.gid).map_err(|source| SpawnError::UserLookup {
         user: user.to_owned(),
         source,
     })?;
-    Ok(UserIds {
-        groups,
-        gid: entry.gid,
-        uid: entry.uid,
+    Ok(ResolvedUser {
+        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
+        gid: entry.gid.as_raw(),
+        uid: entry.uid.as_raw(),
+        login_vars: [
+            ("HOME", entry.dir.display().to_string()),
+            ("USER", entry.name.clone()),
+            ("LOGNAME", entry.name.clone()),
+            ("SHELL", entry.shell.display().to_string()),
+        ],
     })
 }
 
@@ -316,7 +363,7 @@ mod tests {
         u64::from_str_radix(&caps, 16).is_ok_and(|bits| bits & (1 << 24) != 0)
     }
 
-    fn spawn_plain(svc: &Service) -> tokio::process::Child {
+    fn spawn_plain(svc: &Service) -> Child {
         spawn(&SpawnRequest {
             name: "t",
             service: svc,
@@ -455,5 +502,117 @@ mod tests {
                 .contains("above the kernel's maximum fs.nr_open"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_child_has_clean_signals_and_only_its_own_descriptors() {
+        let mut child = spawn_plain(&service(&["sleep", "1000"]));
+        let pid = child.id().unwrap();
+        // Every signal was blocked across the clone: the program must get an empty mask.
+        assert_eq!(proc_status(pid, "SigBlk"), "0000000000000000");
+        // corrald (like every Rust program) ignores SIGPIPE; a service gets the default.
+        let ignored = u64::from_str_radix(&proc_status(pid, "SigIgn"), 16).unwrap();
+        assert_eq!(
+            ignored & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE is not ignored"
+        );
+        // Nothing of corrald's leaks: stdin, stdout, stderr only.
+        let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        fds.sort();
+        assert_eq!(fds, [0, 1, 2]);
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap(),
+            PathBuf::from("/dev/null")
+        );
+        child.kill().await.unwrap();
+        assert_eq!(child.id(), None, "reaped");
+    }
+
+    #[tokio::test]
+    async fn the_child_runs_as_its_user_in_its_directory() {
+        let mut svc = service(&["sleep", "1000"]);
+        svc.user = Some("nobody".into());
+        svc.working_directory = PathBuf::from("/tmp");
+        let mut child = spawn_plain(&svc);
+        let pid = child.id().unwrap();
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        let uid = proc_status(pid, "Uid");
+        let nobody_uid = nobody.uid.to_string();
+        assert_eq!(
+            uid.split_whitespace().collect::<Vec<_>>(),
+            [nobody_uid.as_str(); 4],
+            "real, effective, saved and fs uid"
+        );
+        assert_eq!(
+            proc_status(pid, "Gid").split_whitespace().next().unwrap(),
+            nobody.gid.to_string()
+        );
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+            PathBuf::from("/tmp")
+        );
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(environ.contains("USER=nobody\0"), "{environ}");
+        assert!(environ.contains("LOGNAME=nobody\0"), "{environ}");
+        child.kill().await.unwrap();
+    }
+
+    #[test]
+    fn a_step_that_fails_in_the_child_is_named() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let mut svc = service(&["sleep", "1000"]);
+        svc.working_directory = PathBuf::from("/nonexistent/dir");
+        let err = spawn_plain_result(&svc).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot start /usr/bin/sleep: the new process could not change to its working \
+             directory /nonexistent/dir: No such file or directory (os error 2)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let program = script.display().to_string();
+        let err = spawn_plain_result(&service(&[&program])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("cannot execute {program}: Permission denied (os error 13)")
+        );
+    }
+
+    fn spawn_plain_result(svc: &Service) -> Result<Child, SpawnError> {
+        spawn(&SpawnRequest {
+            name: "t",
+            service: svc,
+            notify_socket: None,
+            output: &OutputMode::Stderr,
+            cgroup: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_exit_status_and_a_signal_are_reported_as_std_does() {
+        let mut child = spawn_plain(&service(&["sh", "-c", "exit 3"]));
+        let status = child.wait().await.unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(
+            child.wait().await.unwrap(),
+            status,
+            "a second wait: the same"
+        );
+        let mut child = spawn_plain(&service(&["sleep", "1000"]));
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert_eq!(crate::process::exit_code(status), 137);
     }
 }

@@ -37,7 +37,7 @@ impl Launch {
     }
 }
 
-pub(super) type Spawned = Result<tokio::process::Child, SpawnError>;
+pub(super) type Spawned = Result<crate::process::Child, SpawnError>;
 
 /// Spawns every launch, on up to [`SPAWN_THREADS`] threads; results in `launches`' order.
 /// Must run inside the tokio runtime (the children are registered with it).

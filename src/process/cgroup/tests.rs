@@ -144,7 +144,7 @@ fn service(exec: &[&str]) -> Service {
 }
 
 /// Spawns `svc` into `cgroup` through the real spawn path.
-fn spawn_into(svc: &Service, cgroup: &ServiceCgroup) -> tokio::process::Child {
+fn spawn_into(svc: &Service, cgroup: &ServiceCgroup) -> crate::process::Child {
     spawn(&SpawnRequest {
         name: "t",
         service: svc,
