@@ -1,20 +1,22 @@
-//! What a `pre_exec` hook costs per spawn (README "Performance", "Resources and cgroups").
+//! What corrald's steps between fork and exec cost per spawn (README "Resources and
+//! cgroups"; `process::vfork` explains the choice this measurement made).
 //!
 //! std's `Command` spawns with `posix_spawn` (a vfork-like clone that shares the parent's
 //! memory) unless a `pre_exec` hook is set; then it forks, which copies the parent's page
-//! tables. corrald needs a hook whenever a child must join a cgroup or get rlimits back, so
-//! this measures the difference on this machine, for a parent as big as corrald gets.
+//! tables. corrald needs such steps for every service (join a cgroup, give the descriptor
+//! limit back), so this compares, on this machine and for a parent as big as corrald gets:
 //!
 //! ```sh
 //! cargo run --release --example spawn_cost -- [N] [RSS_MB]
 //! ```
-//! spawns `/bin/sleep 1000` N times (default 1000) one after another — each `spawn()`
-//! returns once the child has exec'd — in three ways, alternated over 3 rounds, then kills
-//! them: `posix_spawn` (no hook), `fork` with an empty hook, and `fork` with what corrald's
-//! hook does (setrlimit NOFILE to 1024, umask, and — as root with a writable cgroup v2 —
-//! joining a cgroup through an fd of its `cgroup.procs`). RSS_MB (default 20, corrald's
-//! size with 1000 services) is allocated and touched first so the fork copies as much.
-//! Prints the median ms per 1000 spawns of each way as JSON.
+//! spawns `/bin/sleep 1000` N times (default 1000) one after another — each spawn returns
+//! once the child has exec'd — in four ways, alternated over 3 rounds, then kills them:
+//! `posix_spawn` (no hook), `fork` with an empty hook, `fork` with corrald's steps
+//! (setrlimit NOFILE to 1024, umask, and — as root with a writable cgroup v2 — joining a
+//! cgroup through an fd of its `cgroup.procs`), and the same steps in a
+//! `clone(CLONE_VM | CLONE_VFORK)` child, which is what corrald does. RSS_MB (default 20,
+//! corrald's size with 1000 services) is allocated and touched first so that a fork has as
+//! much to copy. Prints the median ms per 1000 spawns of each way as JSON.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -7,8 +7,9 @@
 //! Why not std's `Command`: with a `pre_exec` hook it forks, and a fork copies the page
 //! tables of all of corrald. Every service needs such a step (at least its descriptor
 //! limit back to 1024), and measured here (`examples/spawn_cost.rs`, 1000 spawns) a fork
-//! from a 20 MB parent took ~4.8 ms against ~1.3 ms for `posix_spawn`, which made a cold
-//! start of 1000 services 2–2.7 times slower; this path costs what `posix_spawn` does.
+//! with those steps from a 20 MB parent took ~5.0 ms against ~1.1 ms for `posix_spawn`
+//! and ~0.9 ms for this path; a cold start of 1000 services took 2–2.7 times the floor
+//! with the fork, and stays at the floor with this path.
 //!
 //! The child shares corrald's memory and runs on a stack of its own until it execs, while
 //! the cloning thread waits. So everything it needs is prepared before the clone, it calls
