@@ -534,16 +534,45 @@ mod tests {
 
     #[tokio::test]
     async fn the_child_runs_as_its_user_in_its_directory() {
-        let mut svc = service(&["sleep", "1000"]);
+        use std::os::unix::fs::PermissionsExt;
+        use tokio::io::AsyncReadExt;
+        // The child reports its environment through a FIFO it may write as nobody (its
+        // /proc/PID/environ is only filled in a moment after exec).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fifo = dir.path().join("env");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let script = format!(
+            "echo \"$USER|$LOGNAME|$HOME|$(pwd)\" > {}; exec sleep 1000",
+            fifo.display()
+        );
+        let mut svc = service(&["sh", "-c", &script]);
         svc.user = Some("nobody".into());
         svc.working_directory = PathBuf::from("/tmp");
         let mut child = spawn_plain(&svc);
         let pid = child.id().unwrap();
+        let mut reader = tokio::net::unix::pipe::OpenOptions::new()
+            .open_receiver(&fifo)
+            .unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            reader.read_to_string(&mut text),
+        )
+        .await
+        .expect("the child writes its environment")
+        .unwrap();
         let nobody = User::from_name("nobody").unwrap().unwrap();
-        let uid = proc_status(pid, "Uid");
+        assert_eq!(
+            text.trim(),
+            format!("nobody|nobody|{}|/tmp", nobody.dir.display())
+        );
         let nobody_uid = nobody.uid.to_string();
         assert_eq!(
-            uid.split_whitespace().collect::<Vec<_>>(),
+            proc_status(pid, "Uid")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             [nobody_uid.as_str(); 4],
             "real, effective, saved and fs uid"
         );
@@ -555,10 +584,6 @@ mod tests {
             std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
             PathBuf::from("/tmp")
         );
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-        let environ = String::from_utf8_lossy(&environ);
-        assert!(environ.contains("USER=nobody\0"), "{environ}");
-        assert!(environ.contains("LOGNAME=nobody\0"), "{environ}");
         child.kill().await.unwrap();
     }
 
