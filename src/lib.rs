@@ -1,4 +1,49 @@
 //! corral: a service supervisor that publishes every daemon it runs on the D-Bus system bus.
+//!
+//! # Layout
+//!
+//! corrald is a handful of actors — tasks that each own their state and are driven by
+//! commands over channels — around one ordered stream of facts to the D-Bus publisher.
+//! Data flows one way:
+//!
+//! ```text
+//!  config files ──► config ──► transitions::diff ──► Plan ──► transitions::apply (loop)
+//!                  (validated     (pure)           (ordered      │ calls each listener
+//!                   model)                           steps)      ▼ at each step
+//!        ┌──────────────────┬──────────────┬─────────────┬─────────────┐
+//!        ▼                  ▼              ▼             ▼             ▼
+//!   supervisor          control          jobs         upcall      D-Bus objects
+//!   (units, runs,       (one task per    (pools,      (watches,   (export/unexport)
+//!    restarts)           channel: Online) recipes)     leases)
+//!        │ drives process::* (spawn, signal, pidfd, notify socket)
+//!        ▼
+//!   events (one ordered stream) ──► bus::publisher ──► signals, PropertiesChanged
+//!        ▲
+//!   D-Bus calls (bus::*) ──► commands to the actors ──► replies
+//! ```
+//!
+//! - [`config`]: reading and checking the TOML files into a validated [`config::Config`].
+//! - [`transitions`]: a reload as data — the pure [`transitions::diff()`] into a
+//!   [`transitions::Plan`] of ordered steps — and the applier that is a loop over it, the
+//!   reloader task that serialises reloads, and the listeners through which each part acts
+//!   at each step.
+//! - [`supervisor`]: the one task that owns every service's life cycle (start, stop, exit,
+//!   restart back-off); everything else holds a cheap [`supervisor::Handle`].
+//! - [`process`]: the process driver — spawning with an explicit environment, signalling
+//!   process groups, pidfds, pidfiles, the services' notify socket, one-off commands.
+//! - [`control`]: each service's control-channel connection (JSON-RPC frames), the one
+//!   owner of its `Online` property; [`methods`]: the `exec`/`control` drivers behind
+//!   `Call`; [`jobs`]: recipe jobs and worker pools; [`upcall`]: watches, leases, recalls.
+//! - [`events`]: the facts corrald publishes (service status, job outcomes, transitions,
+//!   the manager's state) and the stream they travel to the publisher. It depends on no
+//!   other part, so every fact has one owner and one path out.
+//! - [`bus`]: the D-Bus objects (thin adapters that send commands to the actors), the
+//!   publisher, access control and the wire errors; [`names`]: bus names and paths.
+//! - [`daemon`]: `corrald` as a library function ([`daemon::run`]) that wires the parts
+//!   together, and its own systemd integration; [`client`] and [`ctl`]: the typed proxies
+//!   and `corralctl`.
+//!
+//! No module depends on one that depends on it (`tests/architecture.rs` checks).
 
 pub mod bus;
 pub mod client;
@@ -7,15 +52,15 @@ pub mod control;
 pub mod ctl;
 pub mod daemon;
 pub mod error;
+pub mod events;
+#[cfg(feature = "fleet")]
+pub mod fleet;
+pub mod fs_trust;
 pub mod jobs;
 pub mod logging;
-pub mod manager_status;
 pub mod methods;
 pub mod names;
 pub mod process;
-pub mod reload;
-pub mod service_notify;
 pub mod supervisor;
-pub mod systemd;
 pub mod transitions;
 pub mod upcall;

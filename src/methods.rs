@@ -1,14 +1,13 @@
 //! Manager methods (nova's managers and drivers): `[services.X.methods.NAME]` exposes an
 //! operation of a service over D-Bus `Call`. The driver does the implementation-specific
 //! work: `exec` runs a command, `control` forwards a JSON-RPC request over the service's
-//! control channel.
-
-use std::process::Stdio;
+//! control channel. Its one caller is `Call` on the Service and Manager objects
+//! (`bus::service::call_method`), after the supervisor confirmed the service is served here.
 
 use crate::config::{MethodDriver, Service};
 use crate::control::{CallError, ControlRegistry, frame};
 use crate::error::{CommandError, CommandResult};
-use crate::process::spawn::{prepare_child, resolve_program};
+use crate::process::command::command;
 
 /// Calls method `method` of service `name` (definition `spec`) with `args`; returns its
 /// result text. Both drivers are bounded by the service's `frame_timeout`.
@@ -81,31 +80,4 @@ async fn exec(
             stderr.trim()
         )))
     }
-}
-
-/// A command for `argv` + `args` as the service would run it: its `PATH` and environment
-/// (nothing of corrald's), its user and working directory; output piped, killed if dropped.
-pub(crate) fn command(
-    spec: &Service,
-    argv: &[String],
-    args: &[String],
-) -> Result<tokio::process::Command, String> {
-    let program = resolve_program(&argv[0], spec.path_env()).map_err(|e| e.to_string())?;
-    let mut command = std::process::Command::new(program);
-    command
-        .args(&argv[1..])
-        .args(args)
-        .env_clear()
-        .env("PATH", spec.path_env())
-        .envs(&spec.environment)
-        .current_dir(&spec.working_directory)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // The service's user, rlimits, umask and no_new_privileges, as its own process gets
-    // them (not its cgroup: a method's command is corrald's, bounded by frame_timeout).
-    prepare_child(&mut command, spec).map_err(|e| e.to_string())?;
-    let mut command = tokio::process::Command::from(command);
-    command.kill_on_drop(true);
-    Ok(command)
 }

@@ -195,3 +195,53 @@ async fn reconnects_after_the_service_is_killed() {
     assert_eq!(error_name(&err), "org.corral.Corral1.Error.MethodFailed");
     assert!(err.to_string().contains("not connected"), "{err}");
 }
+
+/// `Online` has one owner, the connection task: when a reload replaces or removes the
+/// channel, the old task is ended (clearing `Online`) before a new one may set it, so the
+/// property ends true for the new channel — never a stale `false` after it.
+#[tokio::test]
+async fn online_follows_the_channel_through_reloads_that_remove_and_restore_it() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/control_service.py");
+    let socket = dir.path().join("svc.sock");
+    let without = format!(
+        "[services.svc]\nexec = [\"python3\", \"{}\", \"{}\"]\n",
+        script.display(),
+        socket.display()
+    );
+    let with = format!(
+        "{without}control_socket = \"{}\"\n[services.svc.methods.echo]\ncontrol = \"echo\"\n",
+        socket.display()
+    );
+    let corrald = Corrald::start(&bus, &with).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    let svc = service(&conn, "svc").await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    online(&conn, &mut recorder, true).await;
+    for round in 0..2 {
+        corrald.write_config(&without);
+        m.reload().await.unwrap();
+        assert!(
+            !svc.online().await.unwrap(),
+            "round {round}: channel removed"
+        );
+        corrald.write_config(&with);
+        m.reload().await.unwrap();
+        online(&conn, &mut recorder, true).await;
+        assert_eq!(
+            svc.call("echo", &strings(&["again"])).await.unwrap(),
+            "again"
+        );
+    }
+    // Nothing stale arrives later: the last Online change published is `true`.
+    let stale = tokio::time::timeout(
+        Duration::from_millis(300),
+        recorder.until("PropertiesChanged", "\"Online\":false"),
+    )
+    .await;
+    assert!(stale.is_err(), "a stale Online=false came after: {stale:?}");
+    assert!(svc.online().await.unwrap());
+}

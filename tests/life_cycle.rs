@@ -365,3 +365,111 @@ async fn a_wide_batch_is_spawned_together_and_each_service_gets_its_own_process(
         );
     }
 }
+
+/// Regression: a notify service that connects to `NOTIFY_SOCKET` a moment after it starts
+/// (as most real daemons do) could not be restarted — the old run's socket, dropped after
+/// the new run bound the same path, unlinked the new run's file, and the new process got
+/// `FileNotFoundError`. Restarted by hand, then automatically, then by hand again.
+#[tokio::test]
+async fn restarting_a_notify_service_that_gets_ready_after_a_second_works() {
+    let bus = TestBus::start();
+    let config = format!(
+        "[services.late]\ntype = \"notify\"\nrestart_delay = \"0\"\nexec = {}\n",
+        notify_service("1.0", "notify-late")
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let late = service(&conn, "late").await;
+    let mut pid = late.main_pid().await.unwrap();
+    assert_eq!(late.active_state().await.unwrap(), "active");
+
+    late.restart().await.unwrap();
+    assert_eq!(late.active_state().await.unwrap(), "active");
+    let restarted = late.main_pid().await.unwrap();
+    assert_ne!(restarted, pid, "a new process");
+    assert!(!alive(pid));
+    pid = restarted;
+
+    // An automatic restart after a crash takes the same path.
+    let mut recorder = SignalRecorder::new(&conn).await;
+    late.kill(9).await.unwrap();
+    wait_until(&mut recorder, || async {
+        let now = late.main_pid().await.unwrap();
+        now != 0 && now != pid && late.active_state().await.unwrap() == "active"
+    })
+    .await;
+    assert_eq!(late.n_restarts().await.unwrap(), 1);
+
+    late.restart().await.unwrap();
+    assert_eq!(late.active_state().await.unwrap(), "active");
+    assert_eq!(pids_with_cmdline_containing("notify-late").len(), 1);
+}
+
+/// Regression: a forking service whose launcher exits 0 without ever writing its pidfile
+/// stayed `deactivating` forever after `start_timeout` (nothing was left to report the end
+/// of the stop). It fails after the timeout; a second start does the same.
+#[tokio::test]
+async fn a_forking_service_that_never_writes_its_pidfile_fails_after_start_timeout() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[services.nopid]\ntype = \"forking\"\nautostart = false\nrestart = \"no\"\n\
+         start_timeout = \"300ms\"\npidfile = \"{}\"\nexec = [\"true\"]\n",
+        dir.path().join("never.pid").display()
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let nopid = service(&conn, "nopid").await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    for attempt in 0..2 {
+        let err = nopid.start().await.unwrap_err();
+        assert_eq!(
+            error_name(&err),
+            "org.corral.Corral1.Error.Timeout",
+            "{attempt}"
+        );
+        assert!(err.to_string().contains("pidfile"), "{err}");
+        wait_until(&mut recorder, || async {
+            nopid.active_state().await.unwrap() == "failed"
+        })
+        .await;
+    }
+}
+
+/// Regression: pidfile adoption matched the command line, so a daemon that rewrites it
+/// (nginx: "nginx: master process …") was started a second time. It is recognised by its
+/// executable.
+#[tokio::test]
+async fn a_daemon_that_rewrites_its_command_line_is_adopted() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("master.pid");
+    let script = "$| = 1; $0 = 'rewriter: master process'; print qq(up\\n); sleep 1000";
+    let mut daemon = std::process::Command::new("perl")
+        .args(["-e", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(daemon.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    std::fs::write(&pidfile, daemon.id().to_string()).unwrap();
+    let config = format!(
+        "[services.master]\nexec = [\"perl\", \"-e\", {script:?}]\npidfile = \"{}\"\n",
+        pidfile.display()
+    );
+    let _corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let master = service(&conn, "master").await;
+    assert_eq!(master.main_pid().await.unwrap(), daemon.id(), "adopted");
+    assert_eq!(
+        pids_with_cmdline_containing("rewriter: master process"),
+        [daemon.id()],
+        "not started twice"
+    );
+    master.stop().await.unwrap();
+    assert!(!daemon.wait().unwrap().success());
+}

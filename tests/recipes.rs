@@ -120,3 +120,47 @@ async fn scheduled_recipes_run_periodically() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
 }
+
+/// Regression: a scheduled recipe ran on every host, even where its service's group is
+/// served by another peer. It runs only where the service is served, and starts running
+/// once the group moves here by a reload.
+#[tokio::test]
+async fn a_scheduled_recipe_runs_only_where_its_group_is_served() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("ticks.log");
+    let config = |peer: &str| {
+        format!(
+            r#"
+[daemon]
+host = "a"
+[groups.g]
+peer = "{peer}"
+[services.ticker]
+group = "g"
+exec = ["sleep", "9203"]
+[services.ticker.recipes.tick]
+steps = [["sh", "-c", "echo tick >> {log}"]]
+schedule = "every 100ms"
+"#,
+            log = log.display()
+        )
+    };
+    let corrald = Corrald::start(&bus, &config("b")).await;
+    let conn = bus.connect().await;
+    let ticker = service(&conn, "ticker").await;
+    assert!(!ticker.served().await.unwrap());
+    // Eight periods without a run: it would have ticked by now on this host.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!log.exists(), "a recipe of a group served by b ran on a");
+    let err = ticker.run_recipe("tick").await.unwrap_err();
+    assert_eq!(error_name(&err), "org.corral.Corral1.Error.NotServedHere");
+
+    corrald.write_config(&config("a"));
+    manager(&conn).await.reload().await.unwrap();
+    assert!(ticker.served().await.unwrap());
+    eventually("the schedule runs once the group is served here", || {
+        log.exists()
+    })
+    .await;
+}

@@ -239,6 +239,52 @@ async fn an_invalid_configuration_changes_nothing() {
     }
 }
 
+/// `ReloadFinished(generation, ok, error)` and `Reload()` agree: a valid configuration is
+/// applied, and when a service it starts fails, `ok` is false, the error names it, and
+/// `Reload()` fails with `StartFailed` naming the new generation — where a clean reload says
+/// `ok = true` and succeeds.
+#[tokio::test]
+async fn a_reload_that_starts_a_failing_service_is_applied_but_not_ok() {
+    let bus = TestBus::start();
+    let corrald = Corrald::start(&bus, "[services.keep]\nexec = [\"sleep\", \"8201\"]\n").await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    corrald.write_config(
+        "[services.keep]\nexec = [\"sleep\", \"8201\"]\n\
+         [services.broken]\nrestart = \"no\"\nexec = [\"/nonexistent/daemon\"]\n",
+    );
+    let err = m.reload().await.unwrap_err();
+    assert_eq!(error_name(&err), "org.corral.Corral1.Error.StartFailed");
+    let message = err.to_string();
+    assert!(message.contains("generation 2"), "{message}");
+    assert!(message.contains("/nonexistent/daemon"), "{message}");
+    let finished = recorder.until("ReloadFinished", "").await;
+    let last = finished.last().unwrap();
+    assert_eq!(last.args[0], serde_json::json!(2));
+    assert_eq!(last.args[1], serde_json::json!(false));
+    assert!(
+        last.first() == "2" && last.body.contains("/nonexistent/daemon"),
+        "{last:?}"
+    );
+    assert_eq!(m.config_generation().await.unwrap(), 2, "applied");
+    assert_eq!(
+        service(&conn, "broken").await.active_state().await.unwrap(),
+        "failed"
+    );
+
+    // Fixed: the next reload is clean again.
+    corrald.write_config(
+        "[services.keep]\nexec = [\"sleep\", \"8201\"]\n\
+         [services.broken]\nrestart = \"no\"\nexec = [\"sleep\", \"8202\"]\n",
+    );
+    m.reload().await.unwrap();
+    let finished = recorder.until("ReloadFinished", "").await;
+    let last = finished.last().unwrap();
+    assert_eq!(last.args[1], serde_json::json!(true), "{last:?}");
+    assert_eq!(last.args[2], serde_json::json!(""));
+}
+
 #[tokio::test]
 async fn sighup_reloads_with_notify_reload_messages() {
     let bus = TestBus::start();

@@ -10,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use corral::bus::BusAddress;
 use corral::config::ConfigSource;
+use corral::daemon::systemd::{Notifier, watchdog_from_env};
 use corral::daemon::{self, DaemonError, Options};
 use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
 use corral::process::output::JOURNAL_STDOUT;
-use corral::systemd::{Notifier, watchdog_from_env};
 
 /// Supervise daemons and publish each on the D-Bus system bus as org.corral.Corral1.
 #[derive(Parser, Debug)]

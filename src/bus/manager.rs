@@ -11,10 +11,10 @@ use super::access::{Action, authorize};
 use super::errors::BusError;
 use super::service::call_method;
 use crate::control::ControlRegistry;
-use crate::manager_status::ManagerStatus;
+use crate::events::ManagerStatus;
 use crate::names::service_path;
-use crate::reload::ReloadHandle;
 use crate::supervisor::Handle;
+use crate::transitions::reloader::ReloadHandle;
 
 /// The manager object; cheap handles only.
 pub struct ManagerObject {

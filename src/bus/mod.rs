@@ -5,7 +5,6 @@
 pub mod access;
 pub mod errors;
 pub mod manager;
-pub mod objects;
 pub mod publisher;
 pub mod service;
 pub mod upcall;

@@ -16,11 +16,10 @@ use zbus::{Connection, ObjectPath, Variant};
 use super::manager::ManagerObject;
 use super::service::ServiceObject;
 use crate::control::ControlRegistry;
-use crate::jobs::{JobOutcome, JobsHandle};
-use crate::manager_status::ManagerStatus;
+use crate::events::{Event, EventReceiver, JobOutcome, ManagerStatus, ServiceStatus, Transition};
+use crate::jobs::JobsHandle;
 use crate::names::{MANAGER_INTERFACE, MANAGER_PATH, SERVICE_INTERFACE, service_path};
-use crate::supervisor::{Event, EventReceiver, Handle, ServiceStatus};
-use crate::transitions::Transition;
+use crate::supervisor::Handle;
 
 /// Publishes events until the stream ends (every sender dropped).
 pub async fn run(

@@ -12,9 +12,10 @@ use zbus::{Connection, interface};
 use super::access::{Action, authorize};
 use super::errors::BusError;
 use crate::control::ControlRegistry;
+use crate::events::ServiceStatus;
 use crate::jobs::JobsHandle;
 use crate::process::signal::from_number;
-use crate::supervisor::{Handle, ServiceStatus};
+use crate::supervisor::Handle;
 
 /// One exported service object.
 pub struct ServiceObject {
@@ -136,7 +137,7 @@ impl ServiceObject {
         #[zbus(connection)] connection: &Connection,
     ) -> Result<u64, BusError> {
         authorize(connection, &header, Action::Manage).await?;
-        self.supervisor.spec(&self.name).await?;
+        self.supervisor.check_served(&self.name).await?;
         Ok(self.jobs.run(&self.name, recipe).await?)
     }
 

@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::duration::parse_duration;
 use super::error::{ConfigError, SourceText};
 use super::raw::{Argv, Text};
-use crate::names;
+use crate::{fs_trust, names};
 
 /// The longest path a unix socket address holds (`sun_path` is 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -128,16 +128,33 @@ impl<'a> Checker<'a> {
         Some(PathBuf::from(text))
     }
 
-    /// `key`'s unix socket path: absolute, and short enough for a socket address.
+    /// `key`'s unix socket path: absolute, short enough for a socket address, and not in a
+    /// directory where anyone can remove and replace it (world-writable without the sticky
+    /// bit). Directories that do not exist yet are not judged: the service may create its
+    /// own, and whoever then listens is checked when corrald connects.
     pub fn socket_path(&mut self, value: Option<&Text>, key: &str) -> Option<PathBuf> {
         let path = self.absolute_path(value, key)?;
+        let span = value.map(Spanned::span).unwrap_or_default();
         let len = path.as_os_str().len();
         if len > MAX_SOCKET_PATH {
             self.error(
-                value.map(Spanned::span).unwrap_or_default(),
+                span,
                 format!(
                     "key {key:?} is {len} bytes long, but a unix socket path holds at most \
                      {MAX_SOCKET_PATH}: choose a shorter path"
+                ),
+            );
+            return None;
+        }
+        if let Some(dir) = fs_trust::open_to_everyone(&path) {
+            self.error(
+                span,
+                format!(
+                    "key {key:?}: {} is writable by everyone without the sticky bit, so any \
+                     user can replace the socket; put it in a directory only the service can \
+                     write (e.g. /run/corral), or `chmod +t {}`",
+                    dir.display(),
+                    dir.display()
                 ),
             );
             return None;

@@ -12,14 +12,15 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{ConfigError, SourceText};
-use super::raw::{Entry, RawDocument};
+use super::raw::{Entry, FleetTable, RawDocument};
 
 /// The top-level keys, for the "unknown key" message.
-const TOP_LEVEL_KEYS: &str = "daemon, groups, services";
+const TOP_LEVEL_KEYS: &str = "daemon, fleet, groups, services";
 
 /// Parses one file, appending every problem to `errors`.
 pub(crate) fn parse_document(source: SourceText, errors: &mut Vec<ConfigError>) -> RawDocument {
     let mut daemon = None;
+    let mut fleet = None;
     let mut groups = Vec::new();
     let mut services = Vec::new();
     let complete = match DeTable::parse(&source.text) {
@@ -42,6 +43,15 @@ pub(crate) fn parse_document(source: SourceText, errors: &mut Vec<ConfigError>) 
                         value.span(),
                         "\"daemon\" must be a table: write it as [daemon]",
                     )),
+                    "fleet" if value.get_ref().is_table() => {
+                        let span = key.span();
+                        let body = deserialize_table(&source, value, "[fleet]", errors);
+                        fleet = Some(FleetTable { span, body });
+                    }
+                    "fleet" => errors.push(source.error(
+                        value.span(),
+                        "\"fleet\" must be a table: write it as [fleet]",
+                    )),
                     "groups" => groups = entries(&source, value, "group", "groups", errors),
                     "services" => {
                         services = entries(&source, value, "service", "services", errors);
@@ -60,6 +70,7 @@ pub(crate) fn parse_document(source: SourceText, errors: &mut Vec<ConfigError>) 
     RawDocument {
         source,
         daemon,
+        fleet,
         groups,
         services,
         complete,
@@ -332,7 +343,7 @@ mod tests {
         assert_eq!(
             shown,
             format!(
-                "{FILE}:1:2: unknown top-level key \"service\" (expected one of: daemon, groups, services)"
+                "{FILE}:1:2: unknown top-level key \"service\" (expected one of: daemon, fleet, groups, services)"
             )
         );
         let shown = only_error("services = 5\n");

@@ -11,7 +11,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::error::{ConfigError, SourceText};
-use super::raw::{Entry, RawDocument, RawGroup, RawService, Text};
+use super::raw::{Entry, FleetTable, RawDocument, RawGroup, RawService, Text};
 
 /// A group or service, with the file that defines it.
 #[derive(Debug)]
@@ -39,10 +39,19 @@ pub(crate) struct DaemonKeys<'a> {
     pub max_leases_per_client: Option<Setting<'a, i64>>,
 }
 
+/// The `[fleet]` table, with the file that has it.
+#[derive(Debug)]
+pub(crate) struct FleetDefined<'a> {
+    pub source: &'a SourceText,
+    pub table: &'a FleetTable,
+}
+
 /// Every definition of every file, each name once.
 #[derive(Debug)]
 pub(crate) struct Merged<'a> {
     pub daemon: DaemonKeys<'a>,
+    /// `[fleet]`: one table in one file, since its keys only make sense together.
+    pub fleet: Option<FleetDefined<'a>>,
     pub groups: BTreeMap<&'a str, Defined<'a, RawGroup>>,
     pub services: BTreeMap<&'a str, Defined<'a, RawService>>,
     /// Whether every file was read and parsed, so every defined name is known. When not,
@@ -56,6 +65,7 @@ pub(crate) struct Merged<'a> {
 pub(crate) fn merge<'a>(documents: &'a [RawDocument], errors: &mut Vec<ConfigError>) -> Merged<'a> {
     let mut merged = Merged {
         daemon: DaemonKeys::default(),
+        fleet: None,
         groups: BTreeMap::new(),
         services: BTreeMap::new(),
         complete: documents.iter().all(|document| document.complete),
@@ -93,6 +103,19 @@ pub(crate) fn merge<'a>(documents: &'a [RawDocument], errors: &mut Vec<ConfigErr
                 "max_leases_per_client",
                 errors,
             );
+        }
+        if let Some(table) = &document.fleet {
+            match &merged.fleet {
+                Some(first) => errors.push(source.error(
+                    table.span.clone(),
+                    format!(
+                        "[fleet] is set in both {} and {}: keep it in one file",
+                        place(first.source, first.table.span.clone()),
+                        place(source, table.span.clone()),
+                    ),
+                )),
+                None => merged.fleet = Some(FleetDefined { source, table }),
+            }
         }
         for entry in &document.groups {
             define(&mut merged.groups, source, entry, "group", errors);

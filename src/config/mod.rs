@@ -7,14 +7,14 @@
 //! each with its file, line and column ([`ConfigErrors`]).
 
 mod checks;
+mod child;
 mod document;
 pub mod duration;
 mod error;
-mod jobs;
+mod fleet;
 mod load;
 mod merge;
 pub mod model;
-mod process;
 mod raw;
 mod references;
 mod resources;
@@ -24,6 +24,7 @@ pub mod signal;
 #[cfg(test)]
 mod test_support;
 mod validate;
+mod work;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{ConfigSource, DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE, files, load, parse_str};

@@ -24,6 +24,24 @@ pub struct Config {
     /// Services by name. `BTreeMap` so every iteration is in name order, which the
     /// transition order relies on for determinism.
     pub services: BTreeMap<String, Service>,
+    /// `[fleet]`: several hosts coordinated through etcd. `None` = this host alone, reading
+    /// only its files; nothing of the fleet runs.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// `[fleet]`: where the fleet's etcd is and how this host takes part in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// etcd v3 endpoints (`http://HOST:PORT`); the client balances over them.
+    pub etcd: Vec<String>,
+    /// Every key corral writes is below this (`/corral`), so one etcd can hold several
+    /// fleets or other users' keys. Never ends with `/`.
+    pub prefix: String,
+    /// The TTL of this host's etcd lease: how long after its last keep-alive a host that
+    /// died or was cut off still counts as alive (and keeps its groups). Whole seconds.
+    pub lease_ttl: Duration,
+    /// Move the groups of a host whose lease expired to the next live host of their `peers`.
+    pub failover: bool,
 }
 
 /// `[daemon]`: settings of corrald itself.
@@ -44,8 +62,12 @@ pub struct DaemonSettings {
 /// `[groups.NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
-    /// The peer that serves this group's services.
+    /// The peer that serves this group's services. With `[fleet]` this is the initial
+    /// placement only: etcd's `groups/<group>/peer`, once written, wins.
     pub peer: String,
+    /// Where the group may run, in failover order (`peers = ["node-a", "node-b"]`); empty
+    /// when not given. When given, `peer` is one of them.
+    pub peers: Vec<String>,
 }
 
 /// How corrald decides a service finished starting.
@@ -219,6 +241,7 @@ impl Config {
             },
             groups: BTreeMap::new(),
             services: BTreeMap::new(),
+            fleet: None,
         }
     }
 
@@ -232,6 +255,13 @@ impl Config {
                 .is_some_and(|g| g.peer == self.daemon.host),
         }
     }
+}
+
+impl FleetSettings {
+    /// The default key prefix.
+    pub const DEFAULT_PREFIX: &'static str = "/corral";
+    /// The default lease TTL.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 }
 
 impl Default for DaemonSettings {

@@ -37,8 +37,30 @@ pub(crate) struct RawDaemon {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGroup {
-    /// Required; an `Option` so its absence is reported by `validate` with the other errors.
+    /// Required unless `peers` is given; an `Option` so its absence is reported by
+    /// `validate` with the other errors.
     pub peer: Option<Text>,
+    pub peers: Option<Spanned<Vec<Text>>>,
+}
+
+/// `[fleet]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFleet {
+    /// Required; an `Option` so its absence is reported with the table's other errors.
+    pub etcd: Option<Spanned<Vec<Text>>>,
+    pub prefix: Option<Text>,
+    pub lease_ttl: Option<Text>,
+    pub failover: Option<bool>,
+}
+
+/// The `[fleet]` table of one file.
+#[derive(Debug)]
+pub(crate) struct FleetTable {
+    /// Where the table is, for "missing key" and "set in two files" errors.
+    pub span: std::ops::Range<usize>,
+    /// `None` when the table did not deserialize (already reported).
+    pub body: Option<RawFleet>,
 }
 
 /// `[services.NAME]`.
@@ -123,6 +145,8 @@ pub(crate) struct RawDocument {
     pub source: SourceText,
     /// `[daemon]`, when the file has one that deserialized.
     pub daemon: Option<RawDaemon>,
+    /// `[fleet]`, when the file has one.
+    pub fleet: Option<FleetTable>,
     pub groups: Vec<Entry<RawGroup>>,
     pub services: Vec<Entry<RawService>>,
     /// False when the file is not valid TOML: nothing in it is known, so references to names
@@ -137,6 +161,7 @@ impl RawDocument {
         RawDocument {
             source: SourceText::new(path, String::new()),
             daemon: None,
+            fleet: None,
             groups: Vec::new(),
             services: Vec::new(),
             complete: false,

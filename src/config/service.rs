@@ -10,7 +10,7 @@ use super::error::{ConfigError, SourceText};
 use super::model::{Service, ServiceType};
 use super::raw::{RawService, Text};
 use super::signal::parse_signal;
-use super::{jobs, process, resources, restart};
+use super::{child, resources, restart, work};
 
 /// Builds the service `name` from `raw`, reporting every problem into `errors`. The result
 /// is meaningful only if no error was added.
@@ -102,11 +102,11 @@ pub(crate) fn check_service(
             .flatten()
             .map(|target| target.get_ref().clone())
             .collect(),
-        environment: process::environment(&mut check, raw.environment.as_ref()),
+        environment: child::environment(&mut check, raw.environment.as_ref()),
         user: raw
             .user
             .as_ref()
-            .and_then(|user| process::user(&mut check, user)),
+            .and_then(|user| child::user(&mut check, user)),
         working_directory: check
             .absolute_path(raw.working_directory.as_ref(), "working_directory")
             .unwrap_or(defaults.working_directory),
@@ -135,7 +135,7 @@ pub(crate) fn check_service(
             "stop_timeout",
             defaults.stop_timeout,
         ),
-        methods: jobs::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
+        methods: work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
         control_socket,
         frame_timeout: check.duration(
             raw.frame_timeout.as_ref(),
@@ -143,8 +143,8 @@ pub(crate) fn check_service(
             defaults.frame_timeout,
         ),
         upcall,
-        workers: jobs::workers(&mut check, raw.workers.as_ref(), defaults.workers),
-        recipes: jobs::recipes(&mut check, raw.recipes.as_ref()),
+        workers: work::workers(&mut check, raw.workers.as_ref(), defaults.workers),
+        recipes: work::recipes(&mut check, raw.recipes.as_ref()),
         cgroup_limits: resources::cgroup_limits(&mut check, raw),
         process_limits: resources::process_limits(&mut check, raw),
     }
@@ -157,7 +157,7 @@ mod tests {
 
     use nix::sys::signal::Signal;
 
-    use super::super::test_support::{FILE, only_error, only_service, service};
+    use super::super::test_support::{FILE, errors, only_error, only_service, service};
     use super::*;
 
     #[test]
@@ -264,6 +264,58 @@ mod tests {
         ));
         assert_eq!(parsed.working_directory, PathBuf::from("/srv"));
         assert_eq!(parsed.control_socket, Some(PathBuf::from("/run/s.sock")));
+    }
+
+    #[test]
+    fn a_control_socket_anyone_could_replace_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let socket =
+            |path: std::path::PathBuf| service(&format!("control_socket = \"{}\"", path.display()));
+        let shown = only_error(&socket(open.join("s.sock")));
+        assert!(
+            shown.contains(&format!(
+                ":3:18: service \"s\": key \"control_socket\": {} is writable by everyone \
+                 without the sticky bit",
+                open.display()
+            )),
+            "{shown}"
+        );
+        assert!(shown.contains("chmod +t"), "says how to fix it: {shown}");
+        // Deeper, not yet existing directories below an open one are as exposed.
+        assert!(only_error(&socket(open.join("later/s.sock"))).contains("without the sticky bit"));
+        // Every service with the problem is reported, not just the first.
+        let two = format!(
+            "{}\n[services.t]\nexec = [\"/bin/t\"]\ncontrol_socket = \"{}\"\n",
+            socket(open.join("s.sock")),
+            open.join("t.sock").display()
+        );
+        let all = errors(&two);
+        assert_eq!(all.len(), 2, "{all:#?}");
+        assert!(
+            all[1].to_string().contains(":7:18: service \"t\""),
+            "{}",
+            all[1]
+        );
+
+        chmod(&open, 0o1777);
+        assert_eq!(
+            only_service(&socket(open.join("s.sock"))).control_socket,
+            Some(open.join("s.sock")),
+            "sticky, like /tmp: the peer check at connect time keeps squatters out"
+        );
+        chmod(&open, 0o755);
+        assert!(
+            only_service(&socket(open.join("s.sock")))
+                .control_socket
+                .is_some()
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::checks::Checker;
 use super::error::{ConfigError, ConfigErrors};
+use super::fleet::{fleet_settings, group_placement};
 use super::merge::{DaemonKeys, Defined, Setting, merge};
 use super::model::{Config, DaemonSettings, Group};
 use super::raw::{RawDocument, RawGroup};
@@ -26,6 +27,12 @@ pub(crate) fn validate(
 ) -> Result<Config, ConfigErrors> {
     let merged = merge(documents, &mut errors);
     let daemon = daemon_settings(&merged.daemon, fallback_file, &mut errors);
+    let fleet = fleet_settings(
+        merged.fleet.as_ref(),
+        &merged.daemon,
+        &daemon.host,
+        &mut errors,
+    );
     let groups = groups(&merged.groups, &mut errors);
     let services = merged
         .services
@@ -43,6 +50,7 @@ pub(crate) fn validate(
             daemon,
             groups,
             services,
+            fleet,
         });
     }
     // Report in the order a user reads: file by file, top to bottom.
@@ -142,7 +150,7 @@ fn hostname() -> Result<String, String> {
         .map_err(|_| "the hostname is not valid UTF-8: set \"host\" in [daemon]".to_owned())
 }
 
-/// `[groups.NAME]`: a valid name and a non-empty `peer`.
+/// `[groups.NAME]`: a valid name and a placement (`fleet::group_placement`).
 fn groups(
     defined: &BTreeMap<&str, Defined<RawGroup>>,
     errors: &mut Vec<ConfigError>,
@@ -154,25 +162,8 @@ fn groups(
         };
         let mut check = Checker::new(group.source, format!("group {name:?}"), errors);
         check.name(group.name, "group");
-        let peer = match &raw.peer {
-            None => {
-                check.error(
-                    group.name.span(),
-                    "missing required key \"peer\": name the peer that serves this group's \
-                     services, e.g. peer = \"node-a\"",
-                );
-                String::new()
-            }
-            Some(peer) if peer.get_ref().is_empty() => {
-                check.error(
-                    peer.span(),
-                    "key \"peer\" is empty: name the peer that serves this group",
-                );
-                String::new()
-            }
-            Some(peer) => check.text(peer, "peer").unwrap_or_default(),
-        };
-        groups.insert(name.to_string(), Group { peer });
+        let (peer, peers) = group_placement(&mut check, group.name, raw);
+        groups.insert(name.to_string(), Group { peer, peers });
     }
     groups
 }
@@ -323,9 +314,11 @@ exec = ["rpcbind", "-f"]
                 "storage".into(),
                 Group {
                     peer: "node-a".into(),
+                    peers: Vec::new(),
                 },
             )]),
             services: BTreeMap::from([("nfs".into(), nfs), ("portmap".into(), portmap)]),
+            fleet: None,
         };
         assert_eq!(config, expected);
         assert!(config.is_served_here(&config.services["nfs"]));

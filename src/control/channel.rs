@@ -1,7 +1,10 @@
 //! One service's control connection (glusterd's connection management): a task that
 //! connects to the service's `control_socket` once its process runs, retries with back-off
 //! until it is up, reconnects after the connection drops or the service restarts, and
-//! keeps the service's `Online` property true while connected.
+//! keeps the service's `Online` property true while connected. The task is the one owner
+//! of `Online`: it sets it, and it clears it when it is stopped ([`Stopper`]). Whoever
+//! listens on the path is identified first ([`super::peer`]): a process that is not the
+//! service gets no frame, and the task dials again later, as if nobody had answered.
 //!
 //! Requests from many D-Bus callers are pipelined on the one connection, each matched to
 //! its response by id; each caller bounds its own wait with `frame_timeout`, and a response
@@ -14,12 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, FrameError, Incoming, MAX_FRAME};
-use crate::supervisor::{ActiveState, Handle, ServiceStatus};
+use super::frame::{self, FrameError, Incoming};
+use super::peer::{self, Expected, Peer};
+use super::reader::{FrameReader, ReadError};
+use crate::events::{ActiveState, ServiceStatus};
+use crate::supervisor::Handle;
 
 /// First and longest delay between connection attempts.
 const RETRY_FIRST: Duration = Duration::from_millis(10);
@@ -95,14 +103,30 @@ impl ControlHandle {
     }
 }
 
-/// Starts the connection task of `service`; it runs until aborted.
+/// Ends a connection task and waits until it has: its last act is to clear `Online`, so a
+/// task started after [`Stopper::stop`] returns can never be overtaken by it.
+pub struct Stopper {
+    token: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Stopper {
+    pub async fn stop(self) {
+        self.token.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the connection task of `service`, which runs as `user` (root when `None`); it
+/// runs until stopped.
 pub fn spawn(
     service: String,
     socket: PathBuf,
+    user: Option<String>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
-) -> (ControlHandle, tokio::task::AbortHandle) {
+) -> (ControlHandle, Stopper) {
     let (calls, rx) = mpsc::channel(256);
     let handle = ControlHandle {
         service: service.clone(),
@@ -111,21 +135,33 @@ pub fn spawn(
     let task = Connection {
         service,
         socket,
+        user,
+        refused: None,
         status,
         supervisor,
         notifications,
         calls: rx,
+        online: false,
     };
-    (handle, tokio::spawn(task.run()).abort_handle())
+    let token = CancellationToken::new();
+    let task = tokio::spawn(task.main(token.clone()));
+    (handle, Stopper { token, task })
 }
 
 struct Connection {
     service: String,
     socket: PathBuf,
+    /// The service's `user`: the listener must run as it (as root when `None`).
+    user: Option<String>,
+    /// The last refused listener (main PID, listener's PID), so an impostor that stays is
+    /// reported once per run of the service, not at every redial.
+    refused: Option<(u32, Option<u32>)>,
     status: watch::Receiver<Arc<ServiceStatus>>,
     supervisor: Handle,
     notifications: mpsc::Sender<Notification>,
     calls: mpsc::Receiver<Call>,
+    /// What this task last published as `Online`.
+    online: bool,
 }
 
 /// The main PID when the service has a process, else `None`.
@@ -138,7 +174,23 @@ fn running_pid(status: &ServiceStatus) -> Option<u32> {
 }
 
 impl Connection {
-    async fn run(mut self) {
+    /// Serves until stopped (or the service is gone), then clears `Online`.
+    async fn main(mut self, stop: CancellationToken) {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = self.run() => {}
+        }
+        self.set_online(false).await;
+    }
+
+    async fn set_online(&mut self, online: bool) {
+        if self.online != online {
+            self.online = online;
+            self.supervisor.set_online(&self.service, online).await;
+        }
+    }
+
+    async fn run(&mut self) {
         // How long to wait before dialling the same process again after it dropped us.
         let mut redial = Duration::ZERO;
         let mut last_pid = None;
@@ -154,14 +206,10 @@ impl Connection {
                 continue;
             };
             let connected = tokio::time::Instant::now();
-            tracing::info!(
-                service = self.service,
-                "control channel connected to {}",
-                self.socket.display()
-            );
-            self.supervisor.set_online(&self.service, true).await;
+            self.refused = None;
+            self.set_online(true).await;
             let why = self.serve(stream, pid).await;
-            self.supervisor.set_online(&self.service, false).await;
+            self.set_online(false).await;
             tracing::info!(
                 service = self.service,
                 "control channel disconnected: {why}"
@@ -207,7 +255,11 @@ impl Connection {
                 Ok(_) if running_pid(&self.status.borrow_and_update()) != Some(pid) => {
                     return None;
                 }
-                Ok(stream) => return Some(stream),
+                Ok(stream) => {
+                    if self.verify(&stream, pid) {
+                        return Some(stream);
+                    }
+                }
                 Err(err) => tracing::debug!(
                     service = self.service,
                     "control connect: {err}; retrying in {delay:?}"
@@ -217,6 +269,58 @@ impl Connection {
                 return None;
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Whether the process listening at the other end of `stream` is the service running
+    /// `pid`; logs a refusal (once per listener and run) and an acceptance.
+    fn verify(&mut self, stream: &UnixStream, pid: u32) -> bool {
+        let peer = match Peer::of(stream) {
+            Ok(peer) => peer,
+            Err(err) => {
+                tracing::warn!(
+                    service = self.service,
+                    "control socket {}: cannot tell who listens there ({err}); not using it",
+                    self.socket.display()
+                );
+                return false;
+            }
+        };
+        let (uid, user) = match peer::uid_of(self.user.as_deref()) {
+            Ok(found) => found,
+            Err(message) => {
+                tracing::warn!(service = self.service, "control socket: {message}");
+                return false;
+            }
+        };
+        let spawned_group = self.status.borrow().spawned_group;
+        let expected = Expected {
+            uid,
+            user,
+            main_pid: pid,
+            spawned_group: (spawned_group != 0).then_some(spawned_group),
+        };
+        match peer::verify(peer, &expected) {
+            Ok(membership) => {
+                tracing::info!(
+                    service = self.service,
+                    "control channel connected to {} (listener pid {}: {membership:?})",
+                    self.socket.display(),
+                    peer.pid.unwrap_or(0),
+                );
+                true
+            }
+            Err(refused) => {
+                let key = Some((pid, peer.pid));
+                let message = format!("control socket {}: {refused}", self.socket.display());
+                if self.refused == key {
+                    tracing::debug!(service = self.service, "{message}");
+                } else {
+                    tracing::warn!(service = self.service, "{message}");
+                    self.refused = key;
+                }
+                false
+            }
         }
     }
 
@@ -325,118 +429,5 @@ impl Connection {
                 );
             }
         }
-    }
-}
-
-enum ReadError {
-    TooLong,
-    Io(std::io::Error),
-}
-
-/// Splits the control stream into `\n`-terminated frames. Its state lives here, not in a
-/// future, so `next` is cancel-safe: `serve` polls it in a `select!` that drops it whenever
-/// a call or a status change comes first, and a frame read half-way is kept, not lost.
-struct FrameReader {
-    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
-    /// The frame so far (without the newline).
-    line: Vec<u8>,
-    /// `line` holds a whole frame that was returned: start afresh on the next call.
-    complete: bool,
-    /// The frame being read passed [`MAX_FRAME`]: skip it up to its newline.
-    too_long: bool,
-}
-
-impl FrameReader {
-    fn new(read: tokio::net::unix::OwnedReadHalf) -> FrameReader {
-        FrameReader {
-            reader: BufReader::new(read),
-            line: Vec::new(),
-            complete: false,
-            too_long: false,
-        }
-    }
-
-    /// The next frame (in `self.line`): `Ok(false)` at end of stream. A frame longer than
-    /// [`MAX_FRAME`] is skipped up to its newline and reported, without ever holding more
-    /// than `MAX_FRAME` bytes.
-    async fn next(&mut self) -> Result<bool, ReadError> {
-        if self.complete {
-            self.line.clear();
-            self.complete = false;
-        }
-        loop {
-            // The only await; everything after it up to `consume` runs without yielding.
-            let buffer = self.reader.fill_buf().await.map_err(ReadError::Io)?;
-            if buffer.is_empty() {
-                return Ok(false);
-            }
-            let (chunk, done) = match buffer.iter().position(|&b| b == b'\n') {
-                Some(end) => (&buffer[..end], Some(end + 1)),
-                None => (buffer, None),
-            };
-            if !self.too_long && self.line.len() + chunk.len() < MAX_FRAME {
-                self.line.extend_from_slice(chunk);
-            } else {
-                self.too_long = true;
-                self.line.clear();
-            }
-            let consumed = done.unwrap_or(chunk.len());
-            self.reader.consume(consumed);
-            if done.is_some() {
-                self.complete = true;
-                return if std::mem::take(&mut self.too_long) {
-                    Err(ReadError::TooLong)
-                } else {
-                    Ok(true)
-                };
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio::io::AsyncWriteExt;
-    use tokio::net::UnixStream;
-
-    use super::{FrameReader, MAX_FRAME, ReadError};
-
-    #[tokio::test]
-    async fn a_frame_read_half_way_survives_a_cancelled_read() {
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let (read, _write) = ours.into_split();
-        let mut frames = FrameReader::new(read);
-        theirs.write_all(b"{\"jsonrpc\":\"2.0\",").await.unwrap();
-        // serve()'s select! drops the read like this whenever a call comes first.
-        let cancelled = tokio::time::timeout(Duration::from_millis(50), frames.next()).await;
-        assert!(cancelled.is_err(), "no whole frame yet");
-        theirs
-            .write_all(b"\"method\":\"m\"}\nnext\n")
-            .await
-            .unwrap();
-        assert!(matches!(frames.next().await, Ok(true)));
-        assert_eq!(frames.line, b"{\"jsonrpc\":\"2.0\",\"method\":\"m\"}");
-        assert!(matches!(frames.next().await, Ok(true)));
-        assert_eq!(frames.line, b"next");
-        drop(theirs);
-        assert!(matches!(frames.next().await, Ok(false)));
-    }
-
-    #[tokio::test]
-    async fn an_oversize_frame_is_skipped_and_the_next_one_read() {
-        let (ours, mut theirs) = UnixStream::pair().unwrap();
-        let (read, _write) = ours.into_split();
-        let mut frames = FrameReader::new(read);
-        let writer = tokio::spawn(async move {
-            theirs.write_all(&vec![b'x'; MAX_FRAME + 10]).await.unwrap();
-            theirs.write_all(b"\nok\n").await.unwrap();
-            theirs
-        });
-        assert!(matches!(frames.next().await, Err(ReadError::TooLong)));
-        assert!(matches!(frames.next().await, Ok(true)));
-        assert_eq!(frames.line, b"ok");
-        drop(writer.await.unwrap());
     }
 }

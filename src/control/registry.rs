@@ -6,17 +6,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
-use super::channel::{self, ControlHandle, Notification};
-use crate::config::{Config, Service};
+use super::channel::{self, ControlHandle, Notification, Stopper};
+use crate::config::Service;
 use crate::supervisor::Handle;
-use crate::transitions::{Listener, Step, StepFuture};
 
 struct Entry {
-    socket: PathBuf,
+    /// The socket and the user its listener must run as: a change of either restarts the
+    /// connection task.
+    socket: (PathBuf, Option<String>),
     handle: ControlHandle,
-    task: AbortHandle,
+    task: Stopper,
 }
 
 /// The control connections by service name. A std `Mutex` is right here: it guards a
@@ -48,22 +48,22 @@ impl ControlRegistry {
             .map(|e| e.handle.clone())
     }
 
-    /// Makes the connection of `name` match `spec`: started, restarted on a new socket, or
-    /// stopped when the service no longer has one.
-    async fn reconcile(&self, name: &str, spec: Option<&Service>) {
-        let wanted = spec.and_then(|s| s.control_socket.clone());
-        {
+    /// Makes the connection of `name` match `spec`: started, restarted on a new socket or
+    /// user, or stopped when the service no longer has one.
+    pub async fn reconcile(&self, name: &str, spec: Option<&Service>) {
+        let wanted = spec.and_then(|s| Some((s.control_socket.clone()?, s.user.clone())));
+        let old = {
             let mut entries = self.entries.lock().expect("not poisoned");
             if entries.get(name).map(|e| &e.socket) == wanted.as_ref() {
                 return;
             }
-            if let Some(old) = entries.remove(name) {
-                old.task.abort();
-            }
+            entries.remove(name)
+        };
+        if let Some(old) = old {
+            // Wait for it to end (it clears Online itself) before a new one may set it.
+            old.task.stop().await;
         }
-        let Some(socket) = wanted else {
-            // Aborted mid-connection: make sure the property does not stay true.
-            self.supervisor.set_online(name, false).await;
+        let Some((socket, user)) = wanted else {
             return;
         };
         let Some(status) = self.supervisor.subscribe(name).await else {
@@ -72,6 +72,7 @@ impl ControlRegistry {
         let (handle, task) = channel::spawn(
             name.to_owned(),
             socket.clone(),
+            user.clone(),
             status,
             self.supervisor.clone(),
             self.notifications.clone(),
@@ -79,37 +80,10 @@ impl ControlRegistry {
         self.entries.lock().expect("not poisoned").insert(
             name.to_owned(),
             Entry {
-                socket,
+                socket: (socket, user),
                 handle,
                 task,
             },
         );
-    }
-}
-
-/// Registers the control channel for transitions.
-pub struct ControlListener(pub ControlRegistry);
-
-impl Listener for ControlListener {
-    fn name(&self) -> &'static str {
-        "control-channel"
-    }
-
-    fn on_step<'a>(&'a self, step: &'a Step<'a>, _new: &'a Config) -> StepFuture<'a> {
-        Box::pin(async move {
-            match step {
-                Step::ServicesCreated(list) | Step::ServicesChanged(list) => {
-                    for (name, spec) in list.iter() {
-                        self.0.reconcile(name, Some(spec)).await;
-                    }
-                }
-                Step::ServicesDestroyed(names) => {
-                    for name in names.iter() {
-                        self.0.reconcile(name, None).await;
-                    }
-                }
-                _ => {}
-            }
-        })
     }
 }

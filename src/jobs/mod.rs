@@ -7,9 +7,10 @@
 //! `JobFailed(id, recipe, error)` when a step could not be run at all.
 //!
 //! One task owns every pool (an actor like the supervisor); jobs run in tasks of their own
-//! and report back to it.
-
-mod listener;
+//! and report back to it. It is the one owner of the job facts: it sends the counts and
+//! each ended job, in order, through the supervisor's command channel to the publisher.
+//! Recipes run only where their service is served: a client's `RunRecipe` is checked
+//! before it reaches the pool, and a scheduled run asks the supervisor at each tick.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,29 +18,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-pub use listener::JobsListener;
-
 use crate::config::Service;
 use crate::error::{CommandError, CommandResult};
-use crate::supervisor::{Event, EventSender, Handle};
-
-/// How a job ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
-    /// Its steps ran; `status` is 0, or the exit status of the step that failed.
-    Finished { status: i32 },
-    /// A step could not be run.
-    Failed { error: String },
-}
-
-/// A finished job, for the publisher's `JobFinished` / `JobFailed` signals.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobReport {
-    pub service: String,
-    pub id: u64,
-    pub recipe: String,
-    pub outcome: JobOutcome,
-}
+use crate::events::{JobOutcome, JobReport};
+use crate::supervisor::{Handle, JobsUpdate};
 
 enum Request {
     Configure(String, Option<Arc<Service>>),
@@ -77,13 +59,12 @@ impl JobsHandle {
 }
 
 /// Starts the jobs task.
-pub fn spawn(supervisor: Handle, events: EventSender) -> JobsHandle {
+pub fn spawn(supervisor: Handle) -> JobsHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let jobs = Jobs {
         pools: HashMap::new(),
         next_id: 0,
         supervisor,
-        events,
         tx: tx.clone(),
     };
     tokio::spawn(jobs.run(rx));
@@ -100,8 +81,8 @@ struct Pool {
 struct Jobs {
     pools: HashMap<String, Pool>,
     next_id: u64,
+    /// Where the job facts go (and whom a scheduled run asks whether it is served here).
     supervisor: Handle,
-    events: EventSender,
     tx: mpsc::UnboundedSender<Request>,
 }
 
@@ -124,15 +105,14 @@ impl Jobs {
                     if let Some(reply) = reply {
                         let _ = reply.send(result);
                     }
-                    self.start_ready(&service);
+                    self.start_ready(&service, None).await;
                 }
                 Request::Done(report) => {
                     let service = report.service.clone();
                     if let Some(pool) = self.pools.get_mut(&service) {
                         pool.active = pool.active.saturating_sub(1);
                     }
-                    self.events.send(Event::Job(report));
-                    self.start_ready(&service);
+                    self.start_ready(&service, Some(report)).await;
                 }
             }
         }
@@ -159,11 +139,17 @@ impl Jobs {
             .filter_map(|(recipe, r)| r.schedule.map(|every| (recipe.clone(), every)))
             .map(|(recipe, every)| {
                 let (tx, service) = (self.tx.clone(), service.clone());
+                let supervisor = self.supervisor.clone();
                 tokio::spawn(async move {
                     let mut tick =
                         tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                     loop {
                         tick.tick().await;
+                        // Served here is the supervisor's fact: ask it at each tick.
+                        if let Err(why) = supervisor.check_served(&service).await {
+                            tracing::debug!(service, "scheduled recipe {recipe:?} not run: {why}");
+                            continue;
+                        }
                         let run = Request::Run {
                             service: service.clone(),
                             recipe: recipe.clone(),
@@ -210,8 +196,9 @@ impl Jobs {
         Ok(self.next_id)
     }
 
-    /// Starts queued jobs while there are free workers, then publishes the counts.
-    fn start_ready(&mut self, service: &str) {
+    /// Starts queued jobs while there are free workers, then publishes the counts (with
+    /// the job that just ended, if one did).
+    async fn start_ready(&mut self, service: &str, finished: Option<JobReport>) {
         let Some(pool) = self.pools.get_mut(service) else {
             return;
         };
@@ -232,10 +219,13 @@ impl Jobs {
                 let _ = tx.send(Request::Done(report));
             });
         }
-        let (active, queued) = (pool.active, pool.queue.len() as u32);
-        let supervisor = self.supervisor.clone();
-        let service = service.to_owned();
-        tokio::spawn(async move { supervisor.set_jobs(&service, active, queued).await });
+        let update = JobsUpdate {
+            service: service.to_owned(),
+            active: pool.active,
+            queued: pool.queue.len() as u32,
+            finished,
+        };
+        self.supervisor.jobs_changed(update).await;
     }
 }
 
@@ -247,7 +237,7 @@ async fn run_steps(spec: &Service, recipe: &str) -> JobOutcome {
         };
     };
     for (i, step) in recipe_spec.steps.iter().enumerate() {
-        let output = match crate::methods::command(spec, step, &[]) {
+        let output = match crate::process::command::command(spec, step, &[]) {
             Ok(mut command) => command.output().await.map_err(|e| e.to_string()),
             Err(err) => Err(err),
         };

@@ -7,11 +7,14 @@
 
 pub mod cgroup;
 pub mod child;
+pub mod command;
 pub mod group;
 pub mod limits;
+pub mod notify;
 pub mod output;
 pub mod pidfd;
 pub mod pidfile;
+pub mod procfs;
 pub mod signal;
 pub mod spawn;
 mod vfork;

@@ -33,7 +33,7 @@ use crate::config::Service;
 pub struct SpawnRequest<'a> {
     pub name: &'a str,
     pub service: &'a Service,
-    /// For `type = "notify"`: the service's own notify socket, passed as `NOTIFY_SOCKET`.
+    /// For `type = "notify"`: corrald's notify socket, passed as `NOTIFY_SOCKET`.
     pub notify_socket: Option<&'a Path>,
     pub output: &'a OutputMode,
     /// The cgroup the child joins before it execs; `None` in process-group mode.

@@ -1,67 +1,21 @@
 //! The supervisor task itself: its state, its loop, and the handling of each command. The
-//! life-cycle verbs (start, stop, exit) live in `lifecycle.rs`.
+//! life-cycle verbs live in `start.rs`, `stop.rs` and `exit.rs`, process events and timers
+//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::process::ExitStatus;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
 use super::batch::{Batch, BatchKind};
-use super::event::Event;
-use super::launch::{Launch, spawn_all};
-use super::status::{ServiceStatus, Summary, now_usec};
+use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
-use super::{Command, Reply, ServiceSummary, Settings};
+use super::{Command, JobsUpdate, Reply, ServiceSummary, Settings};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
-use crate::service_notify::NotifyMessage;
-
-/// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
-/// it is about, so events of a run that is over are ignored.
-#[derive(Debug)]
-pub(super) enum Internal {
-    /// The main process is gone (`status` is `None` when it was not our child).
-    Exited {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    /// After the main process exited, the rest of its process group is gone too.
-    GroupEmptied {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    /// A forking service's launcher (the process we spawned) exited.
-    LauncherExited {
-        name: String,
-        run: u64,
-        status: Option<ExitStatus>,
-    },
-    Notify {
-        name: String,
-        run: u64,
-        messages: Vec<NotifyMessage>,
-    },
-    StartTimedOut {
-        name: String,
-        run: u64,
-    },
-    StopTimedOut {
-        name: String,
-        run: u64,
-    },
-    RestartDue {
-        name: String,
-        attempt: u64,
-    },
-    PidfileRetry {
-        name: String,
-        run: u64,
-    },
-}
+use crate::events::{Event, ServiceStatus, Summary, now_usec};
 
 /// What a Pause/Resume/Kill asks for.
 #[derive(Debug, Clone, Copy)]
@@ -80,14 +34,19 @@ pub(super) struct Supervisor {
     pub(super) internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
     next_run_id: u64,
-    batches: HashMap<u64, Batch>,
-    next_batch_id: u64,
+    pub(super) batches: HashMap<u64, Batch>,
+    pub(super) next_batch_id: u64,
     /// Batch members released and waiting to be launched by the loop. A queue rather than
     /// a recursive call, because launching can settle at once and release more members.
-    ready: VecDeque<(u64, String)>,
+    pub(super) ready: VecDeque<(u64, String)>,
     /// While a reload is applied, client commands that change state wait here.
     reloading: bool,
     deferred: VecDeque<Command>,
+    /// The notify socket's path for `NOTIFY_SOCKET`, or why there is none.
+    pub(super) notify_socket: Result<PathBuf, String>,
+    /// The service each tracked PID belongs to: main PIDs and process-group leaders of the
+    /// current runs. Notify messages are attributed through it.
+    pub(super) pids: HashMap<u32, String>,
     summary: Summary,
     summary_tx: watch::Sender<Summary>,
 }
@@ -95,6 +54,7 @@ pub(super) struct Supervisor {
 impl Supervisor {
     pub(super) fn new(settings: Settings, summary_tx: watch::Sender<Summary>) -> Supervisor {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let notify_socket = super::notify::listen(&settings.runtime_dir, &internal_tx);
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -108,6 +68,8 @@ impl Supervisor {
             ready: VecDeque::new(),
             reloading: false,
             deferred: VecDeque::new(),
+            notify_socket,
+            pids: HashMap::new(),
             summary: Summary::default(),
             summary_tx,
         }
@@ -164,6 +126,7 @@ impl Supervisor {
                 self.signal_command(&name, SignalAction::Kill(signal), reply)
             }
             Command::Exists(name, reply) => drop(reply.send(self.check_exists(&name))),
+            Command::Served(name, reply) => drop(reply.send(self.check_served(&name))),
             Command::List(reply) => drop(reply.send(self.list())),
             Command::Ping(reply) => drop(reply.send(())),
             Command::BeginReload(reply) => {
@@ -244,38 +207,13 @@ impl Supervisor {
             Command::Subscribe(name, reply) => {
                 let _ = reply.send(self.units.get(&name).map(|u| u.status_tx.subscribe()));
             }
-            Command::SetJobs(name, active, queued) => {
-                if let Some(unit) = self.units.get_mut(&name) {
-                    unit.active_jobs = active;
-                    unit.queued_jobs = queued;
-                }
-                self.publish(&name);
-            }
+            Command::Jobs(update) => self.jobs_changed(update),
             Command::SetOnline(name, online) => {
                 if let Some(unit) = self.units.get_mut(&name) {
                     unit.online = online;
                 }
                 self.publish(&name);
             }
-        }
-    }
-
-    fn handle_internal(&mut self, event: Internal) {
-        match event {
-            Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
-            Internal::GroupEmptied { name, run, status } => self.on_run_over(&name, run, status),
-            Internal::LauncherExited { name, run, status } => {
-                self.on_launcher_exit(&name, run, status)
-            }
-            Internal::Notify {
-                name,
-                run,
-                messages,
-            } => self.on_notify(&name, run, messages),
-            Internal::StartTimedOut { name, run } => self.on_start_timeout(&name, run),
-            Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
-            Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
-            Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
         }
     }
 
@@ -331,7 +269,7 @@ impl Supervisor {
         // Destroyed services were stopped in the unserve step; this is only a safety net.
         if let Some(run) = unit.run_mut() {
             run.cancel_tasks();
-            super::lifecycle::signal_run(run, Signal::SIGKILL);
+            super::stop::signal_run(run, Signal::SIGKILL);
         }
         if let Phase::AutoRestart { timer, .. } = &unit.phase {
             timer.abort();
@@ -384,88 +322,27 @@ impl Supervisor {
             Waiter::Reply(reply) => {
                 let _ = reply.send(result);
             }
-            Waiter::Batch(id) => self.batch_settled(id, name),
+            Waiter::Batch(id) => self.batch_settled(id, name, result),
         }
     }
 
-    fn begin_batch(
-        &mut self,
-        kind: BatchKind,
-        names: Vec<String>,
-        reply: tokio::sync::oneshot::Sender<()>,
-    ) {
-        let id = self.next_batch_id;
-        self.next_batch_id += 1;
-        let units = &self.units;
-        let (mut batch, ready) =
-            Batch::new(kind, &names, |n| units.get(n).map(|u| &*u.spec), reply);
-        if batch.finish_if_done() {
-            return;
+    /// The jobs actor's news: counts first, then the ended job's signal, in that order on
+    /// the one event stream.
+    fn jobs_changed(&mut self, update: JobsUpdate) {
+        let JobsUpdate {
+            service,
+            active,
+            queued,
+            finished,
+        } = update;
+        if let Some(unit) = self.units.get_mut(&service) {
+            unit.active_jobs = active;
+            unit.queued_jobs = queued;
         }
-        self.batches.insert(id, batch);
-        self.ready.extend(ready.into_iter().map(|name| (id, name)));
-    }
-
-    fn batch_settled(&mut self, id: u64, name: &str) {
-        let Some(batch) = self.batches.get_mut(&id) else {
-            return;
-        };
-        let released = batch.settled(name);
-        self.ready.extend(released.into_iter().map(|n| (id, n)));
-        if batch.finish_if_done() {
-            self.batches.remove(&id);
+        self.publish(&service);
+        if let Some(report) = finished {
+            self.settings.events.send(Event::Job(report));
         }
-    }
-
-    /// Launches the batch members released so far. Fresh starts (inactive units) are
-    /// prepared one by one, then spawned together (see `launch`); anything else first
-    /// lets those spawns finish, so it sees their units as started.
-    fn launch_ready(&mut self) {
-        let mut launches: Vec<Launch> = Vec::new();
-        let mut launching: HashSet<String> = HashSet::new();
-        while !self.ready.is_empty() {
-            while let Some((id, name)) = self.ready.pop_front() {
-                let Some(kind) = self.batches.get(&id).map(|b| b.kind) else {
-                    continue;
-                };
-                let fresh = kind == BatchKind::Start
-                    && !launching.contains(&name)
-                    && self
-                        .units
-                        .get(&name)
-                        .is_some_and(|u| matches!(u.phase, Phase::Inactive { .. }));
-                if fresh {
-                    self.units
-                        .get_mut(&name)
-                        .expect("unit exists")
-                        .start_waiters
-                        .push(Waiter::Batch(id));
-                    if let Some(launch) = self.prepare_launch(&name) {
-                        launching.insert(name);
-                        launches.push(launch);
-                    }
-                    continue;
-                }
-                self.spawn_launches(&mut launches, &mut launching);
-                match kind {
-                    BatchKind::Start => self.start_unit(&name, Waiter::Batch(id)),
-                    BatchKind::Stop => self.stop_unit(&name, Waiter::Batch(id)),
-                }
-            }
-            // Finishing a launch can settle it and release more members: go round again.
-            self.spawn_launches(&mut launches, &mut launching);
-        }
-    }
-
-    fn spawn_launches(&mut self, launches: &mut Vec<Launch>, launching: &mut HashSet<String>) {
-        if launches.is_empty() {
-            return;
-        }
-        let spawned = spawn_all(launches, &self.settings.output);
-        for (launch, spawned) in launches.drain(..).zip(spawned) {
-            self.finish_launch(launch, spawned);
-        }
-        launching.clear();
     }
 
     fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {

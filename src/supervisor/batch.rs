@@ -1,13 +1,18 @@
-//! Ordered batches: starting (or stopping) many services at once while honouring `after`.
-//! A member is launched as soon as every member it waits for has settled, so independent
-//! services start concurrently and a chain starts link by link. Like systemd's `After=`,
-//! this is ordering only: a dependency that failed still releases its dependents.
+//! Ordered batches: starting (or stopping) many services at once while honouring `after`
+//! (start-up, reloads, shutdown). A member is launched as soon as every member it waits
+//! for has settled, so independent services start concurrently and a chain starts link by
+//! link. Like systemd's `After=`, this is ordering only: a dependency that failed still
+//! releases its dependents. The batch reports what failed, for `ReloadFinished`.
 
 use std::collections::{HashMap, HashSet};
 
 use tokio::sync::oneshot;
 
+use super::actor::Supervisor;
+use super::launch::{Launch, spawn_all};
+use super::unit::{Phase, Waiter};
 use crate::config::Service;
+use crate::error::CommandResult;
 
 /// Which way a batch goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +32,9 @@ pub struct Batch {
     releases: HashMap<String, Vec<String>>,
     /// Members not settled yet.
     unsettled: usize,
-    reply: Option<oneshot::Sender<()>>,
+    /// Why members failed, one sentence each.
+    problems: Vec<String>,
+    reply: Option<oneshot::Sender<Vec<String>>>,
 }
 
 impl Batch {
@@ -36,7 +43,7 @@ impl Batch {
         kind: BatchKind,
         names: &[String],
         spec_of: impl Fn(&str) -> Option<&'a Service>,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Vec<String>>,
     ) -> (Batch, Vec<String>) {
         let members: HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut waiting: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 0)).collect();
@@ -71,14 +78,18 @@ impl Batch {
             waiting,
             releases,
             unsettled: names.len(),
+            problems: Vec::new(),
             reply: Some(reply),
         };
         (batch, ready)
     }
 
-    /// Records that `name` settled; returns the members it released.
-    pub fn settled(&mut self, name: &str) -> Vec<String> {
+    /// Records that `name` settled with `result`; returns the members it released.
+    pub fn settled(&mut self, name: &str, result: CommandResult) -> Vec<String> {
         self.unsettled = self.unsettled.saturating_sub(1);
+        if let Err(err) = result {
+            self.problems.push(err.to_string());
+        }
         let mut ready = Vec::new();
         for waiter in self.releases.remove(name).unwrap_or_default() {
             if let Some(count) = self.waiting.get_mut(&waiter) {
@@ -96,12 +107,96 @@ impl Batch {
     pub fn finish_if_done(&mut self) -> bool {
         if self.unsettled == 0 {
             if let Some(reply) = self.reply.take() {
-                let _ = reply.send(());
+                let _ = reply.send(std::mem::take(&mut self.problems));
             }
             true
         } else {
             false
         }
+    }
+}
+
+impl Supervisor {
+    /// Starts driving a batch over `names`; `reply` hears what failed once all settled.
+    pub(super) fn begin_batch(
+        &mut self,
+        kind: BatchKind,
+        names: Vec<String>,
+        reply: oneshot::Sender<Vec<String>>,
+    ) {
+        let id = self.next_batch_id;
+        self.next_batch_id += 1;
+        let units = &self.units;
+        let (mut batch, ready) =
+            Batch::new(kind, &names, |n| units.get(n).map(|u| &*u.spec), reply);
+        if batch.finish_if_done() {
+            return;
+        }
+        self.batches.insert(id, batch);
+        self.ready.extend(ready.into_iter().map(|name| (id, name)));
+    }
+
+    /// A member of batch `id` settled.
+    pub(super) fn batch_settled(&mut self, id: u64, name: &str, result: CommandResult) {
+        let Some(batch) = self.batches.get_mut(&id) else {
+            return;
+        };
+        let released = batch.settled(name, result);
+        self.ready.extend(released.into_iter().map(|n| (id, n)));
+        if batch.finish_if_done() {
+            self.batches.remove(&id);
+        }
+    }
+
+    /// Launches the batch members released so far. Fresh starts (inactive units) are
+    /// prepared one by one, then spawned together (see `launch`); anything else first
+    /// lets those spawns finish, so it sees their units as started.
+    pub(super) fn launch_ready(&mut self) {
+        let mut launches: Vec<Launch> = Vec::new();
+        let mut launching: HashSet<String> = HashSet::new();
+        while !self.ready.is_empty() {
+            while let Some((id, name)) = self.ready.pop_front() {
+                let Some(kind) = self.batches.get(&id).map(|b| b.kind) else {
+                    continue;
+                };
+                let fresh = kind == BatchKind::Start
+                    && !launching.contains(&name)
+                    && self
+                        .units
+                        .get(&name)
+                        .is_some_and(|u| matches!(u.phase, Phase::Inactive { .. }));
+                if fresh {
+                    self.units
+                        .get_mut(&name)
+                        .expect("unit exists")
+                        .start_waiters
+                        .push(Waiter::Batch(id));
+                    if let Some(launch) = self.prepare_launch(&name) {
+                        launching.insert(name);
+                        launches.push(launch);
+                    }
+                    continue;
+                }
+                self.spawn_launches(&mut launches, &mut launching);
+                match kind {
+                    BatchKind::Start => self.start_unit(&name, Waiter::Batch(id)),
+                    BatchKind::Stop => self.stop_unit(&name, Waiter::Batch(id)),
+                }
+            }
+            // Finishing a launch can settle it and release more members: go round again.
+            self.spawn_launches(&mut launches, &mut launching);
+        }
+    }
+
+    fn spawn_launches(&mut self, launches: &mut Vec<Launch>, launching: &mut HashSet<String>) {
+        if launches.is_empty() {
+            return;
+        }
+        let spawned = spawn_all(launches, &self.settings.output);
+        for (launch, spawned) in launches.drain(..).zip(spawned) {
+            self.finish_launch(launch, spawned);
+        }
+        launching.clear();
     }
 }
 
@@ -137,12 +232,15 @@ mod tests {
             tx,
         );
         assert_eq!(ready, names(&["cache", "db"]));
-        assert!(batch.settled("db").is_empty());
-        assert_eq!(batch.settled("cache"), names(&["web"]));
+        assert!(batch.settled("db", Ok(())).is_empty());
+        assert_eq!(batch.settled("cache", Ok(())), names(&["web"]));
         assert!(!batch.finish_if_done());
-        assert!(batch.settled("web").is_empty());
+        let failed = crate::error::CommandError::StartFailed("web: exited".into());
+        assert!(batch.settled("web", Err(failed)).is_empty());
         assert!(batch.finish_if_done());
-        assert!(rx.try_recv().is_ok());
+        let problems = rx.try_recv().unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("web: exited"), "{problems:?}");
     }
 
     #[test]
@@ -156,6 +254,6 @@ mod tests {
             tx,
         );
         assert_eq!(ready, names(&["web"]));
-        assert_eq!(batch.settled("web"), names(&["db"]));
+        assert_eq!(batch.settled("web", Ok(())), names(&["db"]));
     }
 }

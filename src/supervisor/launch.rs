@@ -4,13 +4,13 @@
 //! unused. Everything around a spawn (state, events, the child's owner task) stays
 //! in the supervisor task, in the batch's order, so the parallelism changes no outcome.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use crate::config::Service;
 use crate::process::{OutputMode, SpawnError, SpawnRequest, spawn};
-use crate::service_notify::NotifySocket;
 
 /// Threads spawning at once. On 2 cores, 1000 spawns took ~790 ms from one thread, ~750 ms
 /// from two and ~600 ms from four; more were not measured.
@@ -21,7 +21,8 @@ pub(super) struct Launch {
     pub name: String,
     pub run_id: u64,
     pub spec: Arc<Service>,
-    pub notify: Option<NotifySocket>,
+    /// The notify socket's path, for a notify-type service.
+    pub notify: Option<PathBuf>,
     pub now: Instant,
 }
 
@@ -30,7 +31,7 @@ impl Launch {
         SpawnRequest {
             name: &self.name,
             service: &self.spec,
-            notify_socket: self.notify.as_ref().map(|s| s.path()),
+            notify_socket: self.notify.as_deref(),
             output,
             cgroup: None,
         }

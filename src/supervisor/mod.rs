@@ -6,16 +6,17 @@
 //! Inside, the task reacts to three inputs: commands (from D-Bus and from the transition
 //! applier), process events (exits, notify messages — each child has exactly one owner task
 //! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
-//! changes go out as [`Event`]s to the publisher and into a `watch` per service that the
+//! changes go out as [`Event`](crate::events::Event)s to the publisher and into a `watch` per service that the
 //! D-Bus properties read.
 
 mod actor;
 mod batch;
-pub mod event;
+mod exit;
+mod internal;
 mod launch;
-mod lifecycle;
-mod listener;
-pub mod status;
+mod notify;
+mod start;
+mod stop;
 #[cfg(test)]
 mod tests;
 mod unit;
@@ -27,18 +28,16 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use event::{Event, EventReceiver, EventSender};
-pub use listener::SupervisorListener;
-pub use status::{ActiveState, ServiceStatus, SubState, Summary};
-
 use crate::config::{Group, Service};
 use crate::error::{CommandError, CommandResult};
+use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
+
 use crate::process::OutputMode;
 
 /// What the supervisor needs from its surroundings (injected, so tests run it in-process).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where per-service notify sockets are created.
+    /// Where the services' notify socket is created.
     pub runtime_dir: PathBuf,
     pub output: OutputMode,
     pub events: EventSender,
@@ -66,6 +65,8 @@ pub(crate) enum Command {
     Resume(String, Reply),
     Kill(String, Signal, Reply),
     Exists(String, Reply),
+    /// `Ok` when the service is served here, else why not (`NotServedHere`).
+    Served(String, Reply),
     List(oneshot::Sender<Vec<ServiceSummary>>),
     /// Answered when the task is responsive (the watchdog's proof of life).
     Ping(oneshot::Sender<()>),
@@ -98,12 +99,24 @@ pub(crate) enum Command {
         served: bool,
         reply: oneshot::Sender<()>,
     },
-    StartBatch(Vec<String>, oneshot::Sender<()>),
-    StopBatch(Vec<String>, oneshot::Sender<()>),
+    StartBatch(Vec<String>, oneshot::Sender<Vec<String>>),
+    StopBatch(Vec<String>, oneshot::Sender<Vec<String>>),
     RunningAmong(Vec<String>, oneshot::Sender<Vec<String>>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
-    SetJobs(String, u32, u32),
+    Jobs(JobsUpdate),
+}
+
+/// The jobs actor's news about one service's pool: the counts behind `ActiveJobs` and
+/// `QueuedJobs`, and the job that just ended, if one did. Counts and the job's
+/// `JobFinished`/`JobFailed` travel together, so a client sees them in the order they
+/// happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobsUpdate {
+    pub service: String,
+    pub active: u32,
+    pub queued: u32,
+    pub finished: Option<JobReport>,
 }
 
 /// A cheap, cloneable handle on the supervisor task.
@@ -185,6 +198,12 @@ impl Handle {
         self.summary.clone()
     }
 
+    /// `Ok` when `name` is served here; `NotServedHere` (or `NoSuchService`) says why not.
+    pub async fn check_served(&self, name: &str) -> CommandResult {
+        self.ask_result(|r| Command::Served(name.to_owned(), r))
+            .await
+    }
+
     /// The current definition of `name`, if it is served here.
     pub async fn spec(&self, name: &str) -> CommandResult<Arc<Service>> {
         self.ask(|r| Command::Spec(name.to_owned(), r))
@@ -192,15 +211,14 @@ impl Handle {
             .unwrap_or(Err(CommandError::ShuttingDown))
     }
 
-    /// Publishes a service's running and queued recipe jobs.
-    pub async fn set_jobs(&self, name: &str, active: u32, queued: u32) {
-        let _ = self
-            .commands
-            .send(Command::SetJobs(name.to_owned(), active, queued))
-            .await;
+    /// Publishes a service's job counts and, if one ended, the job's outcome. Sent by the
+    /// jobs actor only, in order.
+    pub async fn jobs_changed(&self, update: JobsUpdate) {
+        let _ = self.commands.send(Command::Jobs(update)).await;
     }
 
-    /// Publishes whether a service's control connection is up.
+    /// Publishes whether a service's control connection is up. Sent by that connection's
+    /// task only.
     pub async fn set_online(&self, name: &str, online: bool) {
         let _ = self
             .commands
@@ -267,11 +285,15 @@ impl Handle {
     }
 
     /// Starts `names` (dependency order), each once the members it is `after` have settled,
-    /// independent ones concurrently; resolves when all have settled (running or failed).
-    pub async fn start_batch(&self, names: Vec<String>) {
-        if !names.is_empty() {
-            self.ask(|reply| Command::StartBatch(names, reply)).await;
+    /// independent ones concurrently; resolves when all have settled (running or failed),
+    /// with a sentence for each that failed to start.
+    pub async fn start_batch(&self, names: Vec<String>) -> Vec<String> {
+        if names.is_empty() {
+            return Vec::new();
         }
+        self.ask(|reply| Command::StartBatch(names, reply))
+            .await
+            .unwrap_or_default()
     }
 
     /// Stops `names` (stop order), each once the members that are `after` it are gone.

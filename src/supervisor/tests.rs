@@ -7,9 +7,10 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::{RestartPolicy, Service};
+use crate::events::{self, ActiveState, Event, EventReceiver};
 
 fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
-    let (events, rx) = event::channel();
+    let (events, rx) = events::channel();
     let settings = Settings {
         runtime_dir: dir.to_owned(),
         output: OutputMode::Stderr,
@@ -112,4 +113,103 @@ async fn commands_are_held_back_during_a_reload() {
     racing.await.unwrap().unwrap();
     assert_eq!(supervisor.running_among(vec!["s".into()]).await, ["s"]);
     supervisor.stop("s").await.unwrap();
+}
+
+/// The sub states `name` went through, in order, until `until` was published.
+async fn sub_states_until(rx: &mut EventReceiver, name: &str, until: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        if let Event::Service(status) = rx.recv().await.expect("supervisor alive")
+            && status.name == name
+        {
+            seen.push(status.sub.as_str().to_owned());
+            if seen.last().map(String::as_str) == Some(until) {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_notify_service_that_never_gets_ready_times_out_after_start_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, mut rx) = settings(dir.path());
+    let supervisor = spawn(settings);
+    let spec = Service {
+        exec: vec!["sleep".into(), "7811".into()],
+        service_type: crate::config::ServiceType::Notify,
+        start_timeout: Duration::from_secs(30),
+        restart: RestartPolicy::No,
+        ..Service::default()
+    };
+    supervisor.define("mute", spec, true).await;
+    let began = Instant::now();
+    let problems = supervisor.start_batch(vec!["mute".into()]).await;
+    assert_eq!(
+        began.elapsed(),
+        Duration::from_secs(30),
+        "exactly start_timeout"
+    );
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].contains("start_timeout"), "{problems:?}");
+    let subs = sub_states_until(&mut rx, "mute", "failed").await;
+    assert!(subs.contains(&"stop-sigterm".to_owned()), "{subs:?}");
+    assert!(
+        supervisor
+            .running_among(vec!["mute".into()])
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_ignores_the_stop_signal_is_killed_after_stop_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, mut rx) = settings(dir.path());
+    let supervisor = spawn(settings);
+    // Ignores SIGTERM, then leaves a marker. A `simple` service, so no start timer is armed
+    // while the real process starts (the paused clock would jump to it).
+    let marker = dir.path().join("ignoring");
+    let program = format!(
+        "import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); \
+         open('{}', 'w').close(); time.sleep(1000)",
+        marker.display()
+    );
+    let spec = Service {
+        exec: vec!["python3".into(), "-c".into(), program],
+        stop_timeout: Duration::from_secs(10),
+        ..Service::default()
+    };
+    supervisor.define("stubborn", spec, true).await;
+    assert!(
+        supervisor
+            .start_batch(vec!["stubborn".into()])
+            .await
+            .is_empty()
+    );
+    // Real time passes here, not the paused clock: block until the child ignores TERM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let began = Instant::now();
+    supervisor.stop("stubborn").await.unwrap();
+    assert_eq!(
+        began.elapsed(),
+        Duration::from_secs(10),
+        "exactly stop_timeout"
+    );
+    let subs = sub_states_until(&mut rx, "stubborn", "dead").await;
+    let tail: Vec<&str> = subs
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["stop-sigterm", "stop-sigkill", "dead"]);
 }

@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::status::{ActiveState, ServiceStatus, SubState, now_usec};
 use crate::config::Service;
 use crate::error::CommandResult;
+use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
 /// late event from an earlier run is recognised and ignored.
@@ -30,18 +30,17 @@ pub struct Run {
     pub started: Instant,
     /// The pending start or stop timeout.
     pub timer: Option<AbortHandle>,
-    /// The task reading this run's notify socket.
-    pub notify: Option<AbortHandle>,
+    /// A task awaits the main process's exit and will report it. False only while a
+    /// forking service's launcher is gone and its pidfile not read yet: then nothing would
+    /// report the end of a stop, so the stop path looks for itself.
+    pub exit_watched: bool,
 }
 
 impl Run {
-    /// Cancels the timers and tasks tied to this run.
+    /// Cancels the timers tied to this run.
     pub fn cancel_tasks(&mut self) {
         if let Some(timer) = self.timer.take() {
             timer.abort();
-        }
-        if let Some(notify) = self.notify.take() {
-            notify.abort();
         }
     }
 }
@@ -238,6 +237,7 @@ impl Unit {
             active,
             sub,
             main_pid: self.run().map_or(0, |run| run.main_pid),
+            spawned_group: self.run().and_then(|run| run.own_group).unwrap_or(0),
             online: self.online,
             served: self.served,
             n_restarts: self.n_restarts,
@@ -262,6 +262,7 @@ fn placeholder_status() -> ServiceStatus {
         active: ActiveState::Inactive,
         sub: SubState::Dead,
         main_pid: 0,
+        spawned_group: 0,
         online: false,
         served: false,
         n_restarts: 0,

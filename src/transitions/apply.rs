@@ -1,14 +1,24 @@
 //! Applying a plan: the one code path for start-up (`Up`, from the empty configuration),
-//! reloads, and shutdown (`Down`, to the empty configuration).
+//! reloads, and shutdown (`Down`, to the empty configuration). The applier is a loop over
+//! the plan's steps; everything a step does is in the plan or in a listener.
 
 use tokio::sync::watch;
 
 use super::diff::diff;
-use super::listener::{Listener, Step};
-use super::plan::Transition;
+use super::listeners::{Listener, Problems};
+use super::plan::{Announce, Step};
 use crate::config::Config;
-use crate::manager_status::{DaemonState, ManagerStatus};
-use crate::supervisor::{Event, EventSender, Handle};
+use crate::events::{DaemonState, Event, EventSender, ManagerStatus, Transition};
+
+/// What applying a configuration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Every transition announced, in order, `ReloadFinished` last.
+    pub transitions: Vec<Transition>,
+    /// What went wrong while applying (a service that failed to start); empty when the
+    /// configuration was applied cleanly. `ReloadFinished` says `ok` exactly when empty.
+    pub problems: Problems,
+}
 
 /// Owns the current configuration and applies new ones, one at a time.
 pub struct Applier {
@@ -16,24 +26,17 @@ pub struct Applier {
     generation: u64,
     /// In registration order.
     listeners: Vec<Box<dyn Listener>>,
-    supervisor: Handle,
     events: EventSender,
     manager: watch::Sender<ManagerStatus>,
 }
 
 impl Applier {
     /// An applier whose current configuration is the empty one for `host`.
-    pub fn new(
-        host: &str,
-        supervisor: Handle,
-        events: EventSender,
-        manager: watch::Sender<ManagerStatus>,
-    ) -> Applier {
+    pub fn new(host: &str, events: EventSender, manager: watch::Sender<ManagerStatus>) -> Applier {
         Applier {
             current: Config::empty(host),
             generation: 0,
             listeners: Vec::new(),
-            supervisor,
             events,
             manager,
         }
@@ -52,125 +55,30 @@ impl Applier {
         self.generation
     }
 
-    /// Applies `new` in DESIGN.md's order and returns the transitions announced, in order.
-    /// Client commands that change state are held back meanwhile, so they see the old or
-    /// the new configuration, never half of each.
-    pub async fn apply(&mut self, new: Config) -> Vec<Transition> {
-        let plan = diff(&self.current, &new);
+    /// Applies `new` in DESIGN.md's order. Client commands that change state are held back
+    /// meanwhile, so they see the old or the new configuration, never half of each.
+    pub async fn apply(&mut self, new: Config) -> Applied {
         let generation = self.generation + 1;
-        let mut log = Vec::new();
-        self.supervisor.begin_reload().await;
+        let plan = diff(&self.current, &new, generation);
+        let mut transitions = Vec::new();
+        let mut problems = Problems::new();
+        for listener in &self.listeners {
+            listener.reloading(true).await;
+        }
         self.set_manager(|m| {
             if m.state == DaemonState::Running {
                 m.state = DaemonState::Reloading;
             }
         });
-
-        // 1. ServiceToBeUnserved
-        self.step(Step::ToBeUnserved(&plan.to_be_unserved), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.to_be_unserved
-                .iter()
-                .cloned()
-                .map(Transition::ServiceToBeUnserved),
-        );
-        // 2. ReloadStarted
-        self.step(Step::ReloadStarted(generation), &new).await;
-        self.announce(&mut log, [Transition::ReloadStarted(generation)]);
-        // 3. GroupCreated, ServiceCreated (objects exported before the signals)
-        self.step(Step::GroupsCreated(&plan.groups_created), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.groups_created
-                .iter()
-                .map(|(group, g)| Transition::GroupCreated {
-                    group: group.clone(),
-                    peer: g.peer.clone(),
-                }),
-        );
-        self.step(Step::ServicesCreated(&plan.services_created), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.services_created
-                .iter()
-                .map(|(name, s)| Transition::ServiceCreated {
-                    name: name.clone(),
-                    group: s.group.clone().unwrap_or_default(),
-                }),
-        );
-        // 4. ServiceUnserved (stopped, reverse dependency order)
-        self.step(Step::Unserved(&plan.unserved), &new).await;
-        self.announce(
-            &mut log,
-            plan.unserved
-                .iter()
-                .cloned()
-                .map(Transition::ServiceUnserved),
-        );
-        // 5. GroupMoved, ServiceMoved, ServiceChanged
-        self.step(Step::GroupsMoved(&plan.groups_moved), &new).await;
-        self.announce(
-            &mut log,
-            plan.groups_moved
-                .iter()
-                .map(|(group, g)| Transition::GroupMoved {
-                    group: group.clone(),
-                    peer: g.peer.clone(),
-                }),
-        );
-        self.step(Step::ServicesMoved(&plan.services_moved), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.services_moved
-                .iter()
-                .map(|(name, group)| Transition::ServiceMoved {
-                    name: name.clone(),
-                    group: group.clone().unwrap_or_default(),
-                }),
-        );
-        self.step(Step::ServicesChanged(&plan.services_changed), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.services_changed
-                .iter()
-                .map(|(name, _)| Transition::ServiceChanged(name.clone())),
-        );
-        // 6. ServiceServed (started in dependency order; changed ones restarted)
-        let served = Step::Served {
-            served: &plan.served,
-            restarted: &plan.restarted,
-        };
-        self.step(served, &new).await;
-        self.announce(
-            &mut log,
-            plan.served.iter().cloned().map(Transition::ServiceServed),
-        );
-        // 7. ServiceDestroyed, GroupDestroyed (objects removed after the signals)
-        self.announce(
-            &mut log,
-            plan.services_destroyed
-                .iter()
-                .cloned()
-                .map(Transition::ServiceDestroyed),
-        );
-        self.step(Step::ServicesDestroyed(&plan.services_destroyed), &new)
-            .await;
-        self.announce(
-            &mut log,
-            plan.groups_destroyed
-                .iter()
-                .cloned()
-                .map(Transition::GroupDestroyed),
-        );
-        self.step(Step::GroupsDestroyed(&plan.groups_destroyed), &new)
-            .await;
-
+        for planned in &plan.steps {
+            if planned.announce == Announce::BeforeActing {
+                self.announce(&mut transitions, &planned.transitions);
+            }
+            problems.extend(self.act(&planned.step, &new).await);
+            if planned.announce == Announce::AfterActing {
+                self.announce(&mut transitions, &planned.transitions);
+            }
+        }
         let host = new.daemon.host.clone();
         self.current = new;
         self.generation = generation;
@@ -181,21 +89,21 @@ impl Applier {
                 m.state = DaemonState::Running;
             }
         });
-        // 8. ReloadFinished
-        self.step(Step::ReloadFinished(generation), &self.current)
-            .await;
-        self.announce(
-            &mut log,
-            [Transition::ReloadFinished {
-                generation,
-                ok: true,
-                error: String::new(),
-            }],
-        );
-        self.supervisor.end_reload().await;
+        let finished = Transition::ReloadFinished {
+            generation,
+            ok: problems.is_empty(),
+            error: problems.join("\n"),
+        };
+        self.announce(&mut transitions, &[finished]);
+        for listener in &self.listeners {
+            listener.reloading(false).await;
+        }
         // Reply only once every signal of this reload is on the bus.
         self.events.flush().await;
-        log
+        Applied {
+            transitions,
+            problems,
+        }
     }
 
     /// Announces a configuration that was refused: `ReloadFinished(generation, false,
@@ -211,29 +119,24 @@ impl Applier {
         finished
     }
 
-    async fn step(&self, step: Step<'_>, new: &Config) {
-        if self.listeners.is_empty() {
-            return;
-        }
+    async fn act(&self, step: &Step, new: &Config) -> Problems {
+        let mut problems = Problems::new();
         if step.runs_in_reverse() {
             for listener in self.listeners.iter().rev() {
-                listener.on_step(&step, new).await;
+                problems.extend(listener.on_step(step, new).await);
             }
         } else {
             for listener in &self.listeners {
-                listener.on_step(&step, new).await;
+                problems.extend(listener.on_step(step, new).await);
             }
         }
+        problems
     }
 
-    fn announce(
-        &self,
-        log: &mut Vec<Transition>,
-        transitions: impl IntoIterator<Item = Transition>,
-    ) {
+    fn announce(&self, log: &mut Vec<Transition>, transitions: &[Transition]) {
         for transition in transitions {
             self.events.send(Event::Transition(transition.clone()));
-            log.push(transition);
+            log.push(transition.clone());
         }
     }
 
@@ -250,3 +153,6 @@ impl Applier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,22 +1,27 @@
-//! Configuration transitions, after ProxyFS: a reload is a pure diff of the old and new
-//! configuration ([`diff()`](diff::diff)) into a [`Plan`], which the [`Applier`] carries out step by step,
-//! calling every registered [`Listener`] and emitting one D-Bus signal per [`Transition`],
-//! in the order DESIGN.md fixes:
+//! Configuration transitions, after ProxyFS. A reload is a pure [`diff()`] of the old and
+//! new configuration into a [`Plan`] — the ordered steps, each with the [`Transition`]s it
+//! is announced as — and the [`Applier`] is a loop over that plan, calling every registered
+//! [`Listener`] at each step and emitting one D-Bus signal per transition, in the order
+//! DESIGN.md fixes:
 //!
 //! 1. `ServiceToBeUnserved`  2. `ReloadStarted`  3. `GroupCreated`, `ServiceCreated`
 //! 4. `ServiceUnserved`  5. `GroupMoved`, `ServiceMoved`, `ServiceChanged`
 //! 6. `ServiceServed`  7. `ServiceDestroyed`, `GroupDestroyed`  8. `ReloadFinished`
 //!
 //! Start-up (`Up`) is the diff from an empty configuration and shutdown (`Down`) the diff to
-//! one, so there is a single code path for all three.
+//! one, so there is a single code path for all three. The [`reloader`] task owns the
+//! applier and serialises reloads.
+//!
+//! [`Transition`]: crate::events::Transition
 
 pub mod apply;
 pub mod diff;
-pub mod listener;
+pub mod listeners;
 pub mod order;
 pub mod plan;
+pub mod reloader;
 
-pub use apply::Applier;
+pub use apply::{Applied, Applier};
 pub use diff::{apply_to, diff};
-pub use listener::{Listener, Step, StepFuture};
-pub use plan::{Plan, Transition};
+pub use listeners::{Listener, Problems, StepFuture};
+pub use plan::{Announce, Plan, PlannedStep, Step};

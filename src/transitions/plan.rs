@@ -1,191 +1,104 @@
-//! What a reload does: the [`Plan`] computed by [`super::diff()`], and the [`Transition`]s it
-//! is announced as.
+//! What a reload does, as data: a [`Plan`] is the ordered list of [`PlannedStep`]s that
+//! turns one configuration into another — what the listeners do at each step, the
+//! [`Transition`]s the step is announced as, and whether the announcement comes before or
+//! after the listeners act. [`super::diff()`] makes it; the applier is a loop over it.
+
+use std::collections::BTreeSet;
 
 use crate::config::{DaemonSettings, Group, Service};
+use crate::events::Transition;
 
-/// One announced configuration change; each variant is one Manager D-Bus signal of the same
-/// name. `Reload()` returns them as `(kind, subject)` pairs.
+/// What the listeners carry out at one step (the names of DESIGN.md's order). Every list
+/// is already in the order it must be acted on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    ServiceToBeUnserved(String),
+pub enum Step {
+    /// Services that stop being served here (destroyed ones included), stop order.
+    ToBeUnserved(Vec<String>),
+    /// The new `[daemon]` settings and groups take effect (placement of every group).
     ReloadStarted(u64),
-    GroupCreated {
-        group: String,
-        peer: String,
-    },
-    ServiceCreated {
-        name: String,
-        group: String,
-    },
-    ServiceUnserved(String),
-    GroupMoved {
-        group: String,
-        peer: String,
-    },
-    ServiceMoved {
-        name: String,
-        group: String,
-    },
-    ServiceChanged(String),
-    ServiceServed(String),
-    ServiceDestroyed(String),
-    GroupDestroyed(String),
-    ReloadFinished {
-        generation: u64,
-        ok: bool,
-        error: String,
-    },
+    GroupsCreated(Vec<(String, Group)>),
+    /// New services with their definitions, name order.
+    ServicesCreated(Vec<(String, Service)>),
+    /// Stop these, stop order (the same services as `ToBeUnserved`).
+    Unserved(Vec<String>),
+    /// Groups whose peer changed, with the new definition.
+    GroupsMoved(Vec<(String, Group)>),
+    /// Existing services whose `group` changed, with the new group (`None` = ungrouped).
+    ServicesMoved(Vec<(String, Option<String>)>),
+    /// Existing services whose definition changed other than by `group`, with the new one.
+    ServicesChanged(Vec<(String, Service)>),
+    Served(Served),
+    ServicesDestroyed(Vec<String>),
+    GroupsDestroyed(Vec<String>),
 }
 
-impl Transition {
-    /// The signal name, e.g. `"ServiceCreated"`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Transition::ServiceToBeUnserved(_) => "ServiceToBeUnserved",
-            Transition::ReloadStarted(_) => "ReloadStarted",
-            Transition::GroupCreated { .. } => "GroupCreated",
-            Transition::ServiceCreated { .. } => "ServiceCreated",
-            Transition::ServiceUnserved(_) => "ServiceUnserved",
-            Transition::GroupMoved { .. } => "GroupMoved",
-            Transition::ServiceMoved { .. } => "ServiceMoved",
-            Transition::ServiceChanged(_) => "ServiceChanged",
-            Transition::ServiceServed(_) => "ServiceServed",
-            Transition::ServiceDestroyed(_) => "ServiceDestroyed",
-            Transition::GroupDestroyed(_) => "GroupDestroyed",
-            Transition::ReloadFinished { .. } => "ReloadFinished",
-        }
-    }
+/// Step 6: what starts being served here, and what is (re)started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// Services that start being served here (created ones included), dependency order.
+    pub served: Vec<String>,
+    /// Served before and after, but their process changed: restarted on the new
+    /// definition if they run.
+    pub restarted: BTreeSet<String>,
+    /// The candidates to start — `served` services with `autostart`, and `restarted` ones —
+    /// in one dependency order, so dependencies between new and restarted services hold.
+    pub starts: Vec<String>,
+}
 
-    /// What the transition is about: a service or group name, or the generation.
-    pub fn subject(&self) -> String {
-        match self {
-            Transition::ServiceToBeUnserved(s)
-            | Transition::ServiceUnserved(s)
-            | Transition::ServiceChanged(s)
-            | Transition::ServiceServed(s)
-            | Transition::ServiceDestroyed(s)
-            | Transition::GroupDestroyed(s) => s.clone(),
-            Transition::GroupCreated { group, .. } | Transition::GroupMoved { group, .. } => {
-                group.clone()
-            }
-            Transition::ServiceCreated { name, .. } | Transition::ServiceMoved { name, .. } => {
-                name.clone()
-            }
-            Transition::ReloadStarted(generation) => generation.to_string(),
-            Transition::ReloadFinished { generation, .. } => generation.to_string(),
-        }
+/// When a step's transitions are signalled, relative to the listeners acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// Most steps: the signal says it happened (an object is exported before its
+    /// `ServiceCreated`).
+    AfterActing,
+    /// Destruction: the signal comes while the object still exists.
+    BeforeActing,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStep {
+    pub step: Step,
+    pub transitions: Vec<Transition>,
+    pub announce: Announce,
+}
+
+impl Step {
+    /// Destruction-type steps run listeners in reverse registration order (ProxyFS), so
+    /// what was created first is removed last.
+    pub fn runs_in_reverse(&self) -> bool {
+        matches!(
+            self,
+            Step::ToBeUnserved(_)
+                | Step::ReloadStarted(_)
+                | Step::Unserved(_)
+                | Step::ServicesDestroyed(_)
+                | Step::GroupsDestroyed(_)
+        )
     }
 }
 
 /// The difference between two configurations, as the steps that turn one into the other.
-/// Every list is already in the order it must be applied in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     /// The new `[daemon]` settings.
     pub daemon: DaemonSettings,
-    /// Services that stop being served here (including destroyed ones), stop order.
-    pub to_be_unserved: Vec<String>,
-    pub groups_created: Vec<(String, Group)>,
-    /// New services with their definitions, name order.
-    pub services_created: Vec<(String, Service)>,
-    /// Same set as `to_be_unserved`, stop order: these are stopped.
-    pub unserved: Vec<String>,
-    /// Groups whose peer changed, with the new definition.
-    pub groups_moved: Vec<(String, Group)>,
-    /// Existing services whose `group` changed, with the new group (`None` = ungrouped).
-    pub services_moved: Vec<(String, Option<String>)>,
-    /// Existing services whose definition changed other than by `group`, with the new one.
-    pub services_changed: Vec<(String, Service)>,
-    /// Services that start being served here (including created ones), dependency order.
-    pub served: Vec<String>,
-    /// Served before and after, but their process changed: restarted on the new definition
-    /// in step 6, dependency order.
-    pub restarted: Vec<String>,
-    pub services_destroyed: Vec<String>,
-    pub groups_destroyed: Vec<String>,
+    /// The generation this plan brings the configuration to.
+    pub generation: u64,
+    /// In the order they are applied; a step with nothing to do is left out
+    /// (`ReloadStarted` is always there).
+    pub steps: Vec<PlannedStep>,
 }
 
 impl Plan {
-    /// Whether the plan changes nothing at all (the `[daemon]` settings included).
-    pub fn is_empty(&self, old_daemon: &DaemonSettings) -> bool {
-        self.daemon == *old_daemon && self.transition_count() == 0 && self.restarted.is_empty()
+    /// Every transition the applier announces for this plan, in order — all but the final
+    /// `ReloadFinished`, whose outcome only applying tells.
+    pub fn transitions(&self) -> impl Iterator<Item = &Transition> {
+        self.steps.iter().flat_map(|s| s.transitions.iter())
     }
 
-    fn transition_count(&self) -> usize {
-        self.to_be_unserved.len()
-            + self.groups_created.len()
-            + self.services_created.len()
-            + self.unserved.len()
-            + self.groups_moved.len()
-            + self.services_moved.len()
-            + self.services_changed.len()
-            + self.served.len()
-            + self.services_destroyed.len()
-            + self.groups_destroyed.len()
-    }
-
-    /// The transitions of steps 3–7 (between `ReloadStarted` and `ReloadFinished`), in signal
-    /// order. Step 1 is `to_be_unserved`; steps 2 and 8 carry the generation, which only the
-    /// applier knows.
-    pub fn transitions(&self) -> Vec<Transition> {
-        let group_of = |group: &Option<String>| group.clone().unwrap_or_default();
-        let mut out = Vec::with_capacity(self.transition_count());
-        out.extend(
-            self.groups_created
-                .iter()
-                .map(|(group, g)| Transition::GroupCreated {
-                    group: group.clone(),
-                    peer: g.peer.clone(),
-                }),
-        );
-        out.extend(
-            self.services_created
-                .iter()
-                .map(|(name, s)| Transition::ServiceCreated {
-                    name: name.clone(),
-                    group: group_of(&s.group),
-                }),
-        );
-        out.extend(
-            self.unserved
-                .iter()
-                .cloned()
-                .map(Transition::ServiceUnserved),
-        );
-        out.extend(
-            self.groups_moved
-                .iter()
-                .map(|(group, g)| Transition::GroupMoved {
-                    group: group.clone(),
-                    peer: g.peer.clone(),
-                }),
-        );
-        out.extend(
-            self.services_moved
-                .iter()
-                .map(|(name, group)| Transition::ServiceMoved {
-                    name: name.clone(),
-                    group: group_of(group),
-                }),
-        );
-        out.extend(
-            self.services_changed
-                .iter()
-                .map(|(name, _)| Transition::ServiceChanged(name.clone())),
-        );
-        out.extend(self.served.iter().cloned().map(Transition::ServiceServed));
-        out.extend(
-            self.services_destroyed
-                .iter()
-                .cloned()
-                .map(Transition::ServiceDestroyed),
-        );
-        out.extend(
-            self.groups_destroyed
-                .iter()
-                .cloned()
-                .map(Transition::GroupDestroyed),
-        );
-        out
+    /// The step of one kind, if the plan has it (for tests and the pure `apply_to`).
+    pub fn find<T>(&self, pick: impl Fn(&Step) -> Option<&T>) -> Option<&T> {
+        self.steps.iter().find_map(|s| pick(&s.step))
     }
 }

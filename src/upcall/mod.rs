@@ -43,7 +43,6 @@
 
 mod actor;
 mod leases;
-mod listener;
 pub mod relay;
 mod state;
 #[cfg(test)]
@@ -54,7 +53,6 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use listener::UpcallListener;
 pub use state::LeaseKind;
 
 use crate::config::DaemonSettings;

@@ -1,19 +1,39 @@
 #!/usr/bin/env python3
 """A test service speaking corral's control protocol (JSON-RPC 2.0, one object per line)
 on the unix socket given as argv[1]. Each request is answered on its own thread, so
-requests pipeline and a slow one does not hold up the others."""
+requests pipeline and a slow one does not hold up the others.
+
+Flags after the path:
+  --no-replace   a socket already at the path is not ours to remove: wait until it is gone
+                 (as a service whose path an impostor took cannot bind it)
+  --own-session  leave the service's process group (setsid) and die with the parent, as a
+                 worker process that listens on behalf of its parent
+"""
+import ctypes
 import json
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 
-path = sys.argv[1]
-try:
-    os.unlink(path)
-except FileNotFoundError:
-    pass
+path, flags = sys.argv[1], sys.argv[2:]
+if "--own-session" in flags:
+    parent = os.getppid()
+    os.setsid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(0)
+if "--no-replace" in flags:
+    while os.path.lexists(path):
+        time.sleep(0.05)
+else:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 server.bind(path)
 server.listen(16)

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+#[cfg(feature = "fleet")]
+pub mod etcd;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -384,6 +387,27 @@ pub fn pids_with_cmdline(cmdline: &str) -> Vec<u32> {
         };
         let actual = String::from_utf8_lossy(&raw).replace('\0', " ");
         if actual.trim_end() == cmdline && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// PIDs of live processes whose command line (arguments joined by spaces) contains `needle`.
+pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .contains(needle)
+            && alive(pid)
+        {
             pids.push(pid);
         }
     }

@@ -11,10 +11,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{Delivery, UpcallHandle, UpcallListener, UpcallSettings, spawn};
-use crate::config::{Config, Service};
+use super::{Delivery, UpcallHandle, UpcallSettings, spawn};
 use crate::error::{CommandError, CommandResult};
-use crate::transitions::{Listener, Step};
 
 const RECALL: Duration = Duration::from_secs(5);
 const EXPIRY: Duration = Duration::from_secs(60);
@@ -114,58 +112,4 @@ fn invalidation(client: &str, service: &str, resource: &str, attrs: &[&str]) -> 
 
 fn is_invalid_args(result: &CommandResult<impl std::fmt::Debug>, needle: &str) -> bool {
     matches!(result, Err(CommandError::InvalidArgs(message)) if message.contains(needle))
-}
-
-fn service(upcall: bool) -> Service {
-    Service {
-        exec: vec!["/bin/true".into()],
-        upcall,
-        ..Service::default()
-    }
-}
-
-#[tokio::test]
-async fn listener_follows_the_configuration() {
-    let (tx, _deliveries) = mpsc::unbounded_channel();
-    let handle = spawn(settings(), tx);
-    let listener = UpcallListener(handle.clone());
-    let mut config = Config::empty("node-a");
-    config.daemon.max_watches_per_client = 1;
-    config.services.insert("nfs".into(), service(true));
-    config.services.insert("cron".into(), service(false));
-    let created: Vec<(String, Service)> = config.services.clone().into_iter().collect();
-
-    listener.on_step(&Step::ReloadStarted(1), &config).await;
-    listener
-        .on_step(&Step::ServicesCreated(&created), &config)
-        .await;
-    assert_eq!(handle.watch(":1.1", "nfs", "f").await, Ok(()));
-    assert!(is_invalid_args(
-        &handle.watch(":1.1", "cron", "f").await,
-        "set upcall = true"
-    ));
-    // The cap came from `[daemon]` at ReloadStarted.
-    assert!(matches!(
-        handle.watch(":1.1", "nfs", "g").await,
-        Err(CommandError::QueueFull(_))
-    ));
-
-    // upcall turned off: the state goes.
-    config.services.insert("nfs".into(), service(false));
-    let changed = vec![("nfs".to_owned(), service(false))];
-    listener
-        .on_step(&Step::ServicesChanged(&changed), &config)
-        .await;
-    assert_eq!(handle.stats().await.watches, 0);
-
-    // Destroyed: the service is unknown from then on.
-    config.services.remove("nfs");
-    let destroyed = vec!["nfs".to_owned()];
-    listener
-        .on_step(&Step::ServicesDestroyed(&destroyed), &config)
-        .await;
-    assert_eq!(
-        handle.watch(":1.1", "nfs", "f").await,
-        Err(CommandError::NoSuchService("nfs".into()))
-    );
 }

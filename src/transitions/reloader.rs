@@ -1,16 +1,25 @@
 //! The reloader: one task that owns the [`Applier`] and carries out reload and shutdown
 //! requests one at a time, so concurrent reloads (D-Bus, SIGHUP, corralctl) are serialised.
 //! The new configuration is read and validated before anything changes; an invalid one is
-//! refused whole.
+//! refused whole (`InvalidConfig`, nothing changed). A valid one is applied; if a service
+//! it starts fails, the reply is `StartFailed` naming the new generation and what failed —
+//! the same outcome `ReloadFinished` announces with `ok = false`.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Applier;
 use crate::config::{Config, ConfigErrors};
 use crate::error::{CommandError, CommandResult};
-use crate::systemd::Notifier;
-use crate::transitions::{Applier, Transition};
+use crate::events::Transition;
+
+/// Told when a reload begins and ends (corrald's systemd notifier sends `RELOADING=1` and
+/// `READY=1`: systemd's notify-reload protocol).
+pub trait ReloadObserver: Send + Sync + 'static {
+    fn reloading(&self);
+    fn reloaded(&self);
+}
 
 /// Reads and validates the configuration (file I/O; run on a blocking thread).
 pub type Loader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
@@ -36,8 +45,8 @@ pub fn channel() -> (ReloadHandle, ReloadTask) {
 
 impl ReloadTask {
     /// Starts serving requests with `applier`.
-    pub fn start(self, applier: Applier, loader: Loader, notifier: Notifier) {
-        tokio::spawn(run(applier, loader, notifier, self.0));
+    pub fn start(self, applier: Applier, loader: Loader, observer: impl ReloadObserver) {
+        tokio::spawn(run(applier, loader, observer, self.0));
     }
 }
 
@@ -70,24 +79,27 @@ impl ReloadHandle {
 async fn run(
     mut applier: Applier,
     loader: Loader,
-    notifier: Notifier,
+    observer: impl ReloadObserver,
     mut requests: mpsc::Receiver<Request>,
 ) {
     while let Some(request) = requests.recv().await {
         match request {
             Request::Reload(reply) => {
                 // systemd's notify-reload protocol: RELOADING=1 with the time, then READY=1.
-                notifier.reloading();
+                observer.reloading();
                 let result = reload(&mut applier, &loader).await;
-                notifier.ready();
+                observer.reloaded();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
             }
             Request::Shutdown(reply) => {
                 let host = applier.current().daemon.host.clone();
-                let transitions = applier.apply(Config::empty(host)).await;
-                tracing::info!("all services stopped ({} transitions)", transitions.len());
+                let applied = applier.apply(Config::empty(host)).await;
+                tracing::info!(
+                    "all services stopped ({} transitions)",
+                    applied.transitions.len()
+                );
                 let _ = reply.send(());
                 break;
             }
@@ -104,13 +116,23 @@ async fn reload(applier: &mut Applier, loader: &Loader) -> CommandResult<Vec<Tra
         })?;
     match loaded {
         Ok(config) => {
-            let transitions = applier.apply(config).await;
-            tracing::info!(
-                generation = applier.generation(),
-                "reloaded: {} transitions",
-                transitions.len()
-            );
-            Ok(transitions)
+            let applied = applier.apply(config).await;
+            let generation = applier.generation();
+            if applied.problems.is_empty() {
+                tracing::info!(
+                    generation,
+                    "reloaded: {} transitions",
+                    applied.transitions.len()
+                );
+                Ok(applied.transitions)
+            } else {
+                let message = format!(
+                    "the configuration was applied (generation {generation}), but:\n{}",
+                    applied.problems.join("\n")
+                );
+                tracing::warn!("{message}");
+                Err(CommandError::StartFailed(message))
+            }
         }
         Err(errors) => {
             let message =

@@ -85,6 +85,10 @@ pub struct ServiceStatus {
     pub active: ActiveState,
     pub sub: SubState,
     pub main_pid: u32,
+    /// The process group corrald created for this run (the PID it spawned), 0 for an
+    /// adopted daemon or none. Not a D-Bus property: the control channel accepts a listener
+    /// in this group as the service's.
+    pub spawned_group: u32,
     /// Control connection up (see the control channel).
     pub online: bool,
     pub served: bool,

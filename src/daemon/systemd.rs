@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use crate::transitions::reloader::ReloadObserver;
+
 /// Sends sd_notify messages; does nothing without a socket (not started by systemd).
 #[derive(Debug, Clone, Default)]
 pub struct Notifier {
@@ -90,6 +92,17 @@ pub fn watchdog_from_env() -> Option<Duration> {
         return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// systemd's notify-reload protocol around each reload.
+impl ReloadObserver for Notifier {
+    fn reloading(&self) {
+        Notifier::reloading(self);
+    }
+
+    fn reloaded(&self) {
+        self.ready();
+    }
 }
 
 #[cfg(test)]

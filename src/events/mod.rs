@@ -1,14 +1,24 @@
-//! What flows out of corrald's core to the D-Bus publisher, in one ordered stream: service
-//! status changes from the supervisor, and transitions and object (un)exports from the
-//! transition applier. One stream means a client sees them in causal order — a service's
-//! `ServiceStateChanged(active)` before the `ServiceServed` that announces its start.
+//! The facts corrald publishes, and the one ordered stream they travel to the D-Bus
+//! publisher: service status from the supervisor, job outcomes from the jobs actor,
+//! transitions and object (un)exports from the transition applier, the manager's own
+//! state. Every part of corrald depends on this module and it depends on none of them, so
+//! facts flow one way: owner → stream → publisher. One stream means a client sees them in
+//! causal order — a service's `ServiceStateChanged(active)` before the `ServiceServed`
+//! that announces its start.
+
+pub mod jobs;
+pub mod manager;
+pub mod service;
+pub mod transition;
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::status::ServiceStatus;
-use crate::transitions::Transition;
+pub use jobs::{JobOutcome, JobReport};
+pub use manager::{DaemonState, ManagerStatus};
+pub use service::{ActiveState, ServiceStatus, SubState, Summary, now_usec};
+pub use transition::Transition;
 
 /// One thing for the publisher to do.
 #[derive(Debug)]
@@ -28,7 +38,7 @@ pub enum Event {
     /// The manager's properties changed.
     Manager,
     /// A recipe job ended: `JobFinished` or `JobFailed` on its service's object.
-    Job(crate::jobs::JobReport),
+    Job(JobReport),
     /// Reply once every earlier event has been published.
     Barrier(oneshot::Sender<()>),
 }

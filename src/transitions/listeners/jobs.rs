@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use super::JobsHandle;
+use super::{Listener, Problems, StepFuture};
 use crate::config::Config;
-use crate::transitions::{Listener, Step, StepFuture};
+use crate::jobs::JobsHandle;
+use crate::transitions::plan::Step;
 
 /// Registers recipes and worker pools for transitions.
 pub struct JobsListener(pub JobsHandle);
@@ -14,21 +15,22 @@ impl Listener for JobsListener {
         "jobs"
     }
 
-    fn on_step<'a>(&'a self, step: &'a Step<'a>, _new: &'a Config) -> StepFuture<'a> {
+    fn on_step<'a>(&'a self, step: &'a Step, _new: &'a Config) -> StepFuture<'a> {
         Box::pin(async move {
             match step {
                 Step::ServicesCreated(list) | Step::ServicesChanged(list) => {
-                    for (name, spec) in list.iter() {
+                    for (name, spec) in list {
                         self.0.configure(name, Some(Arc::new(spec.clone())));
                     }
                 }
                 Step::ServicesDestroyed(names) => {
-                    for name in names.iter() {
+                    for name in names {
                         self.0.configure(name, None);
                     }
                 }
                 _ => {}
             }
+            Problems::new()
         })
     }
 }

@@ -6,7 +6,10 @@
 //! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
 //! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
 
-use std::path::PathBuf;
+pub mod systemd;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,18 +18,22 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::upcall::UpcallObject;
-use crate::bus::{self, BusAddress, manager::ManagerObject, objects::ObjectsListener};
+use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigErrors, ConfigSource};
-use crate::control::{ControlListener, ControlRegistry};
-use crate::jobs::{self, JobsListener};
-use crate::manager_status::{DaemonState, ManagerStatus};
+use crate::control::ControlRegistry;
+use crate::events::{self, DaemonState, Event, ManagerStatus};
+use crate::fs_trust;
+use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
-use crate::reload::{self, Loader};
-use crate::supervisor::{self, Event, SupervisorListener};
-use crate::systemd::Notifier;
+use crate::supervisor;
 use crate::transitions::Applier;
-use crate::upcall::{self, UpcallListener, UpcallSettings};
+use crate::transitions::listeners::{
+    ControlListener, JobsListener, ObjectsListener, SupervisorListener, UpcallListener,
+};
+use crate::transitions::reloader::{self, Loader};
+use crate::upcall::{self, UpcallSettings};
+use systemd::Notifier;
 
 /// Everything `run` needs from outside.
 #[derive(Debug, Clone)]
@@ -52,6 +59,8 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing the runtime directory: {0}")]
+    UntrustedRuntimeDir(String),
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -69,12 +78,9 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             .expect("the config loader does not panic")
             .map_err(DaemonError::Config)?
     };
-    std::fs::create_dir_all(&options.runtime_dir).map_err(|source| DaemonError::RuntimeDir {
-        path: options.runtime_dir.clone(),
-        source,
-    })?;
+    runtime_dir(&options.runtime_dir)?;
 
-    let (events, event_stream) = supervisor::event::channel();
+    let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(supervisor::Settings {
         runtime_dir: options.runtime_dir.clone(),
         output: options.output.clone(),
@@ -85,12 +91,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         host: initial.daemon.host.clone(),
         generation: 0,
     });
-    let mut applier = Applier::new(
-        &initial.daemon.host,
-        supervisor.clone(),
-        events.clone(),
-        manager_tx.clone(),
-    );
+    let mut applier = Applier::new(&initial.daemon.host, events.clone(), manager_tx.clone());
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
     let (notifications_tx, notifications) =
@@ -98,7 +99,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
-    let jobs = jobs::spawn(supervisor.clone(), events.clone());
+    let jobs = jobs::spawn(supervisor.clone());
     applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
     let upcalls = upcall::spawn(UpcallSettings::from(&initial.daemon), deliveries_tx);
@@ -109,7 +110,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     }));
 
     // The reloader task starts after `Up`; until then its requests wait in the channel.
-    let (reloader, reload_task) = reload::channel();
+    let (reloader, reload_task) = reloader::channel();
     let manager = ManagerObject::new(
         supervisor.clone(),
         controls.clone(),
@@ -148,14 +149,17 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         }
     });
 
-    let transitions = applier.apply(initial).await;
+    let up = applier.apply(initial).await;
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
     events.send(Event::Manager);
     tracing::info!(
         "up: {} transitions; {}",
-        transitions.len(),
+        up.transitions.len(),
         *supervisor.summary().borrow()
     );
+    if !up.problems.is_empty() {
+        tracing::warn!("not every service started:\n{}", up.problems.join("\n"));
+    }
     options
         .notifier
         .status(&supervisor.summary().borrow().to_string());
@@ -199,6 +203,21 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     publisher.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the runtime directory (mode 0755, parents too), or checks the one that exists:
+/// corrald puts sockets there and trusts what it finds, so it must be corrald's alone —
+/// owned by its user and writable by nobody else.
+fn runtime_dir(path: &Path) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|source| DaemonError::RuntimeDir {
+            path: path.to_owned(),
+            source,
+        })?;
+    fs_trust::private_dir(path).map_err(DaemonError::UntrustedRuntimeDir)
 }
 
 async fn recv_hangup(hangups: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {

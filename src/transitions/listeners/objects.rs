@@ -2,9 +2,11 @@
 //! (before its `ServiceCreated`) and remove each destroyed one (after its
 //! `ServiceDestroyed`). Both go through the publisher's ordered event stream.
 
+use super::{Listener, Problems, StepFuture};
 use crate::config::Config;
-use crate::supervisor::{Event, EventSender, Handle};
-use crate::transitions::{Listener, Step, StepFuture};
+use crate::events::{Event, EventSender};
+use crate::supervisor::Handle;
+use crate::transitions::plan::Step;
 
 /// Registers D-Bus publication for transitions.
 pub struct ObjectsListener {
@@ -17,11 +19,11 @@ impl Listener for ObjectsListener {
         "dbus-objects"
     }
 
-    fn on_step<'a>(&'a self, step: &'a Step<'a>, _new: &'a Config) -> StepFuture<'a> {
+    fn on_step<'a>(&'a self, step: &'a Step, _new: &'a Config) -> StepFuture<'a> {
         Box::pin(async move {
             match step {
                 Step::ServicesCreated(created) => {
-                    for (name, _) in created.iter() {
+                    for (name, _) in created {
                         if let Some(status) = self.supervisor.subscribe(name).await {
                             self.events.send(Event::Export {
                                 name: name.clone(),
@@ -31,12 +33,13 @@ impl Listener for ObjectsListener {
                     }
                 }
                 Step::ServicesDestroyed(names) => {
-                    for name in names.iter() {
+                    for name in names {
                         self.events.send(Event::Unexport { name: name.clone() });
                     }
                 }
                 _ => {}
             }
+            Problems::new()
         })
     }
 }

@@ -1,0 +1,67 @@
+//! What the tasks the supervisor spawns tell it: a child's exit, its process group
+//! emptied, a notify datagram, a timer that fired. Each event names the run it is about, so
+//! events of a run that is over are ignored.
+
+use std::process::ExitStatus;
+
+use super::actor::Supervisor;
+use crate::process::notify::Datagram;
+
+/// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
+/// it is about, so events of a run that is over are ignored.
+#[derive(Debug)]
+pub(super) enum Internal {
+    /// The main process is gone (`status` is `None` when it was not our child).
+    Exited {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
+    /// After the main process exited, the rest of its process group is gone too.
+    GroupEmptied {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
+    /// A forking service's launcher (the process we spawned) exited.
+    LauncherExited {
+        name: String,
+        run: u64,
+        status: Option<ExitStatus>,
+    },
+    /// A datagram on the notify socket, from the process `datagram.pid`.
+    Notify(Datagram),
+    StartTimedOut {
+        name: String,
+        run: u64,
+    },
+    StopTimedOut {
+        name: String,
+        run: u64,
+    },
+    RestartDue {
+        name: String,
+        attempt: u64,
+    },
+    PidfileRetry {
+        name: String,
+        run: u64,
+    },
+}
+
+impl Supervisor {
+    pub(super) fn handle_internal(&mut self, event: Internal) {
+        match event {
+            Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
+            Internal::GroupEmptied { name, run, status } => self.on_run_over(&name, run, status),
+            Internal::LauncherExited { name, run, status } => {
+                self.on_launcher_exit(&name, run, status)
+            }
+            Internal::Notify(datagram) => self.on_notify(datagram),
+            Internal::StartTimedOut { name, run } => self.on_start_timeout(&name, run),
+            Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
+            Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
+            Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
+        }
+    }
+}

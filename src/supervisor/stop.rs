@@ -1,0 +1,185 @@
+//! Stopping a service: the stop signal to every process of the run, the stop timeout and
+//! then SIGKILL, the end of a stop we began, and the other signals a client may send
+//! (Pause, Resume, Kill). Runs inside the supervisor task.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::actor::{SignalAction, Supervisor};
+use super::internal::Internal;
+use super::unit::{Phase, Run, StopReason, Waiter};
+use crate::error::{CommandError, CommandResult};
+use crate::process::signal::{signal_group, signal_main};
+
+impl Supervisor {
+    /// Stops `name`; `waiter` hears once its process is gone.
+    pub(super) fn stop_unit(&mut self, name: &str, waiter: Waiter) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return self.resolve(name, waiter, Err(CommandError::NoSuchService(name.into())));
+        };
+        // A stop cancels a start that was asked for while stopping or starting.
+        unit.start_pending = false;
+        match &unit.phase {
+            Phase::Inactive { .. } => self.resolve(name, waiter, Ok(())),
+            Phase::AutoRestart { timer, .. } => {
+                timer.abort();
+                unit.phase = Phase::Inactive { failed: false };
+                self.resolve(name, waiter, Ok(()));
+                self.publish(name);
+            }
+            Phase::Stopping { .. } => {
+                unit.stop_waiters.push(waiter);
+                let message = format!("{name}: stopped before it finished starting");
+                self.settle_start(name, Err(CommandError::StartFailed(message)));
+            }
+            Phase::Starting(_) | Phase::Running { .. } => {
+                unit.stop_waiters.push(waiter);
+                let message = format!("{name}: stopped before it finished starting");
+                self.settle_start(name, Err(CommandError::StartFailed(message)));
+                self.begin_stop(name, StopReason::Requested);
+            }
+        }
+    }
+
+    /// Sends the stop signal and arms the stop timeout.
+    pub(super) fn begin_stop(&mut self, name: &str, reason: StopReason) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let phase = std::mem::replace(&mut unit.phase, Phase::Inactive { failed: false });
+        let (mut run, paused) = match phase {
+            Phase::Starting(run) => (run, false),
+            Phase::Running { run, paused } => (run, paused),
+            other => {
+                unit.phase = other;
+                return;
+            }
+        };
+        if let Some(timer) = run.timer.take() {
+            timer.abort();
+        }
+        let spec = unit.spec.clone();
+        signal_run(&run, spec.stop_signal);
+        if paused {
+            // A stopped process cannot act on SIGTERM until it is continued.
+            signal_run(&run, Signal::SIGCONT);
+        }
+        let timeout = Internal::StopTimedOut {
+            name: name.to_owned(),
+            run: run.id,
+        };
+        run.timer = Some(self.timer(spec.stop_timeout, timeout));
+        let (run_id, watched) = (run.id, run.exit_watched);
+        let unit = self.units.get_mut(name).expect("unit exists");
+        unit.phase = Phase::Stopping {
+            run,
+            reason,
+            killed: false,
+        };
+        self.publish(name);
+        if !watched {
+            // A forking launcher that exited without a pidfile yet: no task will report
+            // an exit, so end the run here (waiting for whatever is left in its group).
+            self.on_exit(name, run_id, None);
+        }
+    }
+
+    pub(super) fn on_stop_timeout(&mut self, name: &str, run_id: u64) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if !unit.is_current(run_id) {
+            return;
+        }
+        let timeout = unit.spec.stop_timeout;
+        if let Phase::Stopping { run, killed, .. } = &mut unit.phase {
+            tracing::warn!(
+                service = name,
+                pid = run.main_pid,
+                "still running {timeout:?} after the stop signal; sending SIGKILL to its process group"
+            );
+            signal_run(run, Signal::SIGKILL);
+            run.timer = None;
+            *killed = true;
+        }
+        self.publish(name);
+    }
+
+    /// The process is gone after a stop we began.
+    pub(super) fn finish_stop(&mut self, name: &str, reason: StopReason) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        let timed_out = reason == StopReason::StartTimeout;
+        unit.phase = Phase::Inactive { failed: timed_out };
+        let start_again = std::mem::take(&mut unit.start_pending);
+        for waiter in std::mem::take(&mut unit.stop_waiters) {
+            self.resolve(name, waiter, Ok(()));
+        }
+        if start_again {
+            self.launch(name);
+        } else if timed_out {
+            self.after_exit(name, true, Duration::ZERO);
+        } else {
+            self.publish(name);
+        }
+    }
+
+    /// Pause, Resume or Kill on a service with a process.
+    pub(super) fn signal_unit(&mut self, name: &str, action: SignalAction) -> CommandResult {
+        let unit = self
+            .units
+            .get_mut(name)
+            .ok_or_else(|| CommandError::NoSuchService(name.to_owned()))?;
+        let state = unit.states().0.as_str();
+        match (&mut unit.phase, action) {
+            (Phase::Running { run, paused }, SignalAction::Pause) => {
+                if !*paused {
+                    signal_run(run, Signal::SIGSTOP);
+                    *paused = true;
+                }
+                Ok(())
+            }
+            (Phase::Running { run, paused }, SignalAction::Resume) => {
+                if *paused {
+                    signal_run(run, Signal::SIGCONT);
+                    *paused = false;
+                }
+                Ok(())
+            }
+            (
+                Phase::Starting(run) | Phase::Running { run, .. } | Phase::Stopping { run, .. },
+                SignalAction::Kill(signal),
+            ) => {
+                signal_run(run, signal);
+                Ok(())
+            }
+            (_, action) => Err(CommandError::InvalidArgs(format!(
+                "service {name:?} is {state}, so there is no process to {}; start it first",
+                match action {
+                    SignalAction::Pause => "pause",
+                    SignalAction::Resume => "resume",
+                    SignalAction::Kill(_) => "signal",
+                }
+            ))),
+        }
+    }
+}
+
+/// Sends `signal` to every process of a run: the group we created, and the main process's
+/// own group (or the main process alone) when it is not in ours.
+pub(super) fn signal_run(run: &Run, signal: Signal) {
+    if let Some(group) = run.own_group {
+        let _ = signal_group(group, signal);
+    }
+    match run.main_group {
+        Some(group) if Some(group) != run.own_group => {
+            let _ = signal_group(group, signal);
+        }
+        None if run.main_pid > 1 && Some(run.main_pid) != run.own_group => {
+            let _ = signal_main(run.main_pid, signal);
+        }
+        _ => {}
+    }
+}
