@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// A child process of corrald (see [`super::spawn`]).
+/// A child process of corrald (see [`super::spawn()`]).
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
