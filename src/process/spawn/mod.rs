@@ -6,7 +6,8 @@
 //! Everything is resolved here, before the process exists; `process::vfork` then starts it
 //! with `clone(CLONE_VM | CLONE_VFORK)` and the child's steps before exec, in this order:
 //! process group, join the cgroup (before it can fork anything that would escape), rlimits
-//! and umask (before dropping privileges: raising a hard limit needs root), stdio, user,
+//! and umask (before dropping privileges: raising a hard limit needs root), stdio (every
+//! other descriptor closed), user,
 //! working directory, no_new_privileges. The result is a [`Child`] awaited through its
 //! pidfd.
 //!
