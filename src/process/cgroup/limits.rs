@@ -75,16 +75,21 @@ fn settings(limits: &CgroupLimits) -> [Setting; 3] {
 }
 
 /// Writes `limits` into the cgroup at `dir`, whose enabled controllers are `enabled`;
-/// `missing` says why each other controller is not. Returns the configured limits that
-/// are not enforced.
+/// `missing` says why each other controller is not. Unset limits are written as the
+/// kernel's default only with `reset_unset` (a cgroup that may carry an earlier value; a
+/// fresh one has the defaults). Returns the configured limits that are not enforced.
 pub(crate) fn apply(
     dir: &Path,
     limits: &CgroupLimits,
     enabled: &[String],
     missing: &BTreeMap<String, String>,
+    reset_unset: bool,
 ) -> Vec<UnappliedLimit> {
     let mut unapplied = Vec::new();
     for setting in settings(limits) {
+        if setting.configured.is_none() && !reset_unset {
+            continue;
+        }
         let reason = if enabled.iter().any(|c| c == setting.controller) {
             match std::fs::write(dir.join(setting.file), &setting.written) {
                 Ok(()) => continue,
@@ -180,11 +185,20 @@ mod tests {
             cpu_weight: None,
         };
         let enabled = ["cpu", "memory", "pids"].map(String::from);
-        assert!(apply(dir.path(), &limits, &enabled, &BTreeMap::new()).is_empty());
+        assert!(apply(dir.path(), &limits, &enabled, &BTreeMap::new(), false).is_empty());
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
         assert_eq!(read("memory.max"), "max");
         assert_eq!(read("pids.max"), "64");
-        assert_eq!(read("cpu.weight"), "100", "unset: the kernel's default");
+        assert!(
+            !dir.path().join("cpu.weight").exists(),
+            "unset, fresh: left alone"
+        );
+        assert!(apply(dir.path(), &limits, &enabled, &BTreeMap::new(), true).is_empty());
+        assert_eq!(
+            read("cpu.weight"),
+            "100",
+            "unset, reset: the kernel's default"
+        );
     }
 
     #[test]
@@ -199,7 +213,7 @@ mod tests {
             "memory".to_owned(),
             "it is bound to cgroup v1 on this host".to_owned(),
         )]);
-        let report = apply(dir.path(), &limits, &["pids".to_owned()], &missing);
+        let report = apply(dir.path(), &limits, &["pids".to_owned()], &missing, true);
         assert_eq!(report.len(), 1, "{report:?}");
         assert_eq!(
             report[0].to_string(),

@@ -218,17 +218,24 @@ impl Cgroups {
     /// cgroup cannot be made (a start failure); limits that cannot be enforced are
     /// reported in [`Prepared::unapplied`], and the service still runs.
     pub fn prepare(&self, name: &str, limits: &CgroupLimits) -> io::Result<Prepared> {
-        let cgroup = self.service(name);
-        if let Some(cgroup) = &cgroup {
-            cgroup.create().map_err(|err| {
-                io::Error::new(
-                    err.kind(),
-                    format!("cannot create cgroup {}: {err}", cgroup.dir().display()),
-                )
-            })?;
-        }
-        let unapplied = self.apply_limits(cgroup.as_ref(), limits);
-        Ok(Prepared { cgroup, unapplied })
+        let Some(cgroup) = self.service(name) else {
+            let unapplied = self.apply_limits(None, limits);
+            return Ok(Prepared {
+                cgroup: None,
+                unapplied,
+            });
+        };
+        let fresh = cgroup.create().map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot create cgroup {}: {err}", cgroup.dir().display()),
+            )
+        })?;
+        let unapplied = self.write_limits(&cgroup, limits, !fresh);
+        Ok(Prepared {
+            cgroup: Some(cgroup),
+            unapplied,
+        })
     }
 
     /// Writes `limits` to `cgroup` (also while it runs: a reload that changes them takes
@@ -239,11 +246,27 @@ impl Cgroups {
         cgroup: Option<&ServiceCgroup>,
         limits: &CgroupLimits,
     ) -> Vec<UnappliedLimit> {
-        match (&self.inner.tree, cgroup) {
-            (Some(tree), Some(cgroup)) => {
-                limits::apply(cgroup.dir(), limits, &tree.controllers, &tree.missing)
-            }
-            _ => limits::none_applied(limits, &self.without_cgroups()),
+        match cgroup {
+            Some(cgroup) => self.write_limits(cgroup, limits, true),
+            None => limits::none_applied(limits, &self.without_cgroups()),
+        }
+    }
+
+    fn write_limits(
+        &self,
+        cgroup: &ServiceCgroup,
+        limits: &CgroupLimits,
+        reset_unset: bool,
+    ) -> Vec<UnappliedLimit> {
+        match &self.inner.tree {
+            Some(tree) => limits::apply(
+                cgroup.dir(),
+                limits,
+                &tree.controllers,
+                &tree.missing,
+                reset_unset,
+            ),
+            None => limits::none_applied(limits, &self.without_cgroups()),
         }
     }
 

@@ -35,11 +35,12 @@ impl ServiceCgroup {
     }
 
     /// Makes the cgroup; one that exists already (a run before, or a corrald before this
-    /// one) is kept with whatever is in it.
-    pub fn create(&self) -> io::Result<()> {
+    /// one) is kept with whatever is in it. Returns whether it was made now.
+    pub fn create(&self) -> io::Result<bool> {
         match std::fs::create_dir(&self.dir) {
-            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err),
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(err) => Err(err),
         }
     }
 

@@ -95,7 +95,9 @@ fn service_cgroups_are_listed_and_released() {
         return;
     };
     for name in ["b", "a", "cgroup.procs"] {
-        scratch.cgroups.service(name).unwrap().create().unwrap();
+        let cgroup = scratch.cgroups.service(name).unwrap();
+        assert!(cgroup.create().unwrap(), "made now");
+        assert!(!cgroup.create().unwrap(), "kept: it exists");
     }
     let listed: Vec<String> = scratch
         .cgroups
