@@ -29,7 +29,7 @@ pub(crate) struct Tree {
 pub(crate) fn build(base: Base, v1: &BTreeSet<String>, corrald: u32) -> Result<Tree, String> {
     let base_dir = base.dir();
     match base.kind {
-        BaseKind::Private => std::fs::create_dir_all(&base_dir)
+        BaseKind::Private => create_private_base(&base_dir)
             .map_err(|e| format!("cannot create {}: {e}", base_dir.display()))?,
         BaseKind::Delegated { move_self: true } => move_into_leaf(&base_dir, corrald)?,
         BaseKind::Delegated { move_self: false } => {}
@@ -140,6 +140,18 @@ fn enable(
         }
     }
     Ok(())
+}
+
+/// Makes a private base and its parent `/corral`. Another corrald's [`release`] may
+/// remove `/corral` between the two `mkdir`s (it was empty then); that is retried.
+fn create_private_base(dir: &Path) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound && attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
 }
 
 /// `mkdir`, where existing already is fine.
