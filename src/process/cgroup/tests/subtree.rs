@@ -278,3 +278,36 @@ fn setup_outside_systemd_makes_a_private_subtree_and_release_removes_it() {
         "the private subtree is gone too"
     );
 }
+
+#[test]
+fn two_instances_share_the_parent_and_release_only_their_own() {
+    let Some((mount, parent)) = scratch_path("two instances") else {
+        return;
+    };
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            remove_tree(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(detect::dir_of(&mount, &parent));
+    let one = Cgroups::at(&mount, &format!("{parent}/one")).unwrap();
+    let two = Cgroups::at(&mount, &format!("{parent}/two")).unwrap();
+    // The same service name in both: two cgroups, never one shared.
+    let (web1, web2) = (one.service("web").unwrap(), two.service("web").unwrap());
+    assert_ne!(web1.path(), web2.path());
+    web1.create().unwrap();
+    web2.create().unwrap();
+    assert!(one.release().is_empty());
+    assert!(!web1.dir().exists());
+    assert!(web2.dir().exists(), "the other instance's cgroups stay");
+    assert!(
+        detect::dir_of(&mount, &parent).exists(),
+        "the shared parent is not empty"
+    );
+    assert!(two.release().is_empty());
+    assert!(
+        !detect::dir_of(&mount, &parent).exists(),
+        "the last one removes the shared parent"
+    );
+}
