@@ -15,7 +15,7 @@
 //!   supervisor          control          jobs         upcall      D-Bus objects
 //!   (units, runs,       (one task per    (pools,      (watches,   (export/unexport)
 //!    restarts)           channel: Online) recipes)     leases)
-//!        │ drives process::* (spawn, signal, pidfd, notify socket)
+//!        │ drives process::* (spawn, cgroup, signal, pidfd, notify socket)
 //!        ▼
 //!   events (one ordered stream) ──► bus::publisher ──► signals, PropertiesChanged
 //!        ▲
@@ -29,8 +29,9 @@
 //!   at each step.
 //! - [`supervisor`]: the one task that owns every service's life cycle (start, stop, exit,
 //!   restart back-off); everything else holds a cheap [`supervisor::Handle`].
-//! - [`process`]: the process driver — spawning with an explicit environment, signalling
-//!   process groups, pidfds, pidfiles, the services' notify socket, one-off commands.
+//! - [`process`]: the process driver — spawning with an explicit environment and the
+//!   service's limits, each service's cgroup (`process::cgroup`), signalling process
+//!   groups, pidfds, pidfiles, the services' notify socket, one-off commands.
 //! - [`control`]: each service's control-channel connection (JSON-RPC frames), the one
 //!   owner of its `Online` property; [`methods`]: the `exec`/`control` drivers behind
 //!   `Call`; [`jobs`]: recipe jobs and worker pools; [`upcall`]: watches, leases, recalls.

@@ -1,6 +1,6 @@
 //! corrald as systemd sees it: the sd_notify protocol (READY, STATUS, RELOADING, STOPPING,
-//! WATCHDOG), start-up with a bad configuration, shutdown leaving nothing behind, and where
-//! children's output goes.
+//! WATCHDOG), start-up with a bad configuration, shutdown leaving nothing behind, where
+//! children's output goes, and the descriptor limits of corrald and its children.
 
 mod support;
 
@@ -193,4 +193,61 @@ async fn a_second_corrald_on_the_same_state_dir_refuses_to_start_and_says_why() 
     );
     third.wait_notify("READY=1").await;
     assert_eq!(third.terminate().await, Some(0));
+}
+
+/// The (soft, hard) "Max open files" of process `pid`.
+fn nofile_of(pid: u32) -> (String, String) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap();
+    let mut fields = line.split_whitespace();
+    (
+        fields.next().unwrap().to_owned(),
+        fields.next().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn raises_its_own_descriptor_limit_and_gives_services_1024_back() {
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard <= 1024 {
+        eprintln!("SKIPPED: the hard descriptor limit is {hard}, nothing to raise");
+        return;
+    }
+    let bus = TestBus::start();
+    let config = r#"
+[services.plain]
+exec = ["sleep", "7711"]
+[services.wide]
+exec = ["sleep", "7712"]
+limit_nofile = "4096:8192"
+"#;
+    // What a systemd unit without LimitNOFILE= gets: soft 1024.
+    let nofile = format!("--nofile=1024:{hard}");
+    let corrald = Corrald::start_wrapped(&bus, config, &["prlimit", &nofile, "--"]).await;
+    let hard = hard.to_string();
+    assert_eq!(
+        nofile_of(corrald.pid()),
+        (hard.clone(), hard.clone()),
+        "raised to the hard limit"
+    );
+    assert!(
+        corrald.log().contains(&format!(
+            "descriptor limit (RLIMIT_NOFILE): soft 1024 -> {hard}, hard {hard}"
+        )),
+        "{}",
+        corrald.log()
+    );
+    let conn = bus.connect().await;
+    let plain = service(&conn, "plain").await.main_pid().await.unwrap();
+    assert_eq!(
+        nofile_of(plain),
+        ("1024".to_owned(), hard),
+        "select()-safe soft limit"
+    );
+    let wide = service(&conn, "wide").await.main_pid().await.unwrap();
+    assert_eq!(nofile_of(wide), ("4096".to_owned(), "8192".to_owned()));
 }

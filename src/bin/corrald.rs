@@ -100,6 +100,7 @@ fn main() -> ExitCode {
     }
     limit_malloc_arenas();
     logging::init(args.log_target, args.log_level.as_deref(), "corrald");
+    raise_descriptor_limit();
     let bus = match (&args.bus_address, args.session) {
         (Some(address), _) => BusAddress::Address(address.clone()),
         (None, true) => BusAddress::Session,
@@ -188,6 +189,23 @@ fn generate_man() -> ExitCode {
             eprintln!("corrald: cannot write: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// corrald holds several descriptors per service, so it raises its soft `RLIMIT_NOFILE` to
+/// the hard limit, as systemd does for itself; its children get 1024 back at spawn
+/// (`corral::process::limits`).
+fn raise_descriptor_limit() {
+    match corral::process::limits::raise_nofile() {
+        Ok((before, after)) => tracing::info!(
+            "descriptor limit (RLIMIT_NOFILE): soft {} -> {}, hard {}; services get soft {} \
+             unless they set limit_nofile",
+            before.soft,
+            after.soft,
+            after.hard,
+            corral::process::limits::CHILD_NOFILE_SOFT.min(after.hard)
+        ),
+        Err(err) => tracing::warn!("cannot raise the descriptor limit (RLIMIT_NOFILE): {err}"),
     }
 }
 

@@ -17,6 +17,7 @@ mod merge;
 pub mod model;
 mod raw;
 mod references;
+mod resources;
 mod restart;
 mod service;
 pub mod signal;

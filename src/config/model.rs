@@ -156,12 +156,61 @@ pub struct Service {
     pub methods: BTreeMap<String, MethodDriver>,
     pub workers: Workers,
     pub recipes: BTreeMap<String, Recipe>,
+    /// Written to the service's cgroup; applied to a running service on reload.
+    pub cgroup_limits: CgroupLimits,
+    /// Set in the child before it execs; a change restarts the service on reload.
+    pub process_limits: ProcessLimits,
+}
+
+/// `memory_max`, `tasks_max`: a number, or no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Max {
+    Value(u64),
+    Infinity,
+}
+
+/// The limits corrald writes to a service's cgroup (`memory.max`, `pids.max`,
+/// `cpu.weight`). Unset means the kernel's default (no limit, weight 100). Where the
+/// controller is missing they cannot be enforced, and that is reported, not hidden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CgroupLimits {
+    /// Bytes.
+    pub memory_max: Option<Max>,
+    /// Processes and threads.
+    pub tasks_max: Option<Max>,
+    /// 1–10000; the kernel's default is 100.
+    pub cpu_weight: Option<u32>,
+}
+
+/// One resource limit as `setrlimit` takes it; [`RLIM_INFINITY`] is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// "No limit" in an [`Rlimit`] (the kernel's `RLIM_INFINITY`).
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+/// What the child gets before it execs, on any host: rlimits, umask, no_new_privileges.
+/// Unset rlimits are inherited from corrald, except `RLIMIT_NOFILE`, whose soft limit
+/// goes back to 1024 (see `process::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessLimits {
+    pub limit_nofile: Option<Rlimit>,
+    pub limit_core: Option<Rlimit>,
+    pub limit_nproc: Option<Rlimit>,
+    pub limit_memlock: Option<Rlimit>,
+    /// `None`: corrald's own umask (0022 under systemd).
+    pub umask: Option<u32>,
+    pub no_new_privileges: bool,
 }
 
 impl Service {
     /// Whether `other` would run a different process: such a change restarts a served
     /// service on reload; any other change (description, timeouts, methods, …) is applied
-    /// in place.
+    /// in place. `process_limits` count (the child gets them at exec); `cgroup_limits` do
+    /// not: they are files of the service's cgroup, rewritten while it runs.
     pub fn process_differs(&self, other: &Service) -> bool {
         self.exec != other.exec
             || self.service_type != other.service_type
@@ -170,6 +219,7 @@ impl Service {
             || self.user != other.user
             || self.working_directory != other.working_directory
             || self.control_socket != other.control_socket
+            || self.process_limits != other.process_limits
     }
 
     /// The `PATH` the child gets: its `environment`'s, else [`DEFAULT_PATH`].
@@ -257,6 +307,8 @@ impl Default for Service {
                 max_queued: 16,
             },
             recipes: BTreeMap::new(),
+            cgroup_limits: CgroupLimits::default(),
+            process_limits: ProcessLimits::default(),
         }
     }
 }

@@ -19,6 +19,8 @@ use super::error::SourceText;
 pub(crate) type Text = Spanned<String>;
 /// An argv (`exec = ["/bin/x", "-v"]`): the list's position, and each word's.
 pub(crate) type Argv = Spanned<Vec<Text>>;
+/// A value that may be an integer or a string (`memory_max = "512M"` or `= 1048576`).
+pub(crate) type Scalar = Spanned<toml::Value>;
 
 /// `[daemon]`.
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +90,16 @@ pub(crate) struct RawService {
     pub control_socket: Option<Text>,
     pub frame_timeout: Option<Text>,
     pub upcall: Option<bool>,
+    pub memory_max: Option<Scalar>,
+    pub tasks_max: Option<Scalar>,
+    pub cpu_weight: Option<Spanned<i64>>,
+    pub limit_nofile: Option<Scalar>,
+    pub limit_core: Option<Scalar>,
+    pub limit_nproc: Option<Scalar>,
+    pub limit_memlock: Option<Scalar>,
+    /// A string (`"0022"`); a `Scalar` so that an integer gets a message saying so.
+    pub umask: Option<Scalar>,
+    pub no_new_privileges: Option<bool>,
     pub methods: Option<BTreeMap<Text, Spanned<RawMethod>>>,
     pub workers: Option<RawWorkers>,
     pub recipes: Option<BTreeMap<Text, Spanned<RawRecipe>>>,

@@ -3,14 +3,14 @@
 //! Only what the table says by itself is checked here; names of other services and groups
 //! (`after`, `group`) are checked over all files in `references`. Manager methods, workers
 //! and recipes are in `jobs`; the environment and user in `process`; the restart policy
-//! and its delays in `restart`.
+//! and its delays in `restart`; limits, umask and no_new_privileges in `resources`.
 
 use super::checks::Checker;
 use super::error::{ConfigError, SourceText};
 use super::model::{Service, ServiceType};
 use super::raw::{RawService, Text};
 use super::signal::parse_signal;
-use super::{child, restart, work};
+use super::{child, resources, restart, work};
 
 /// Builds the service `name` from `raw`, reporting every problem into `errors`. The result
 /// is meaningful only if no error was added.
@@ -145,6 +145,8 @@ pub(crate) fn check_service(
         upcall,
         workers: work::workers(&mut check, raw.workers.as_ref(), defaults.workers),
         recipes: work::recipes(&mut check, raw.recipes.as_ref()),
+        cgroup_limits: resources::cgroup_limits(&mut check, raw),
+        process_limits: resources::process_limits(&mut check, raw),
     }
 }
 

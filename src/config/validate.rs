@@ -174,7 +174,10 @@ mod tests {
 
     use nix::sys::signal::Signal;
 
-    use super::super::model::{MethodDriver, Recipe, RestartPolicy, Service, ServiceType, Workers};
+    use super::super::model::{
+        CgroupLimits, Max, MethodDriver, ProcessLimits, Recipe, RestartPolicy, Rlimit, Service,
+        ServiceType, Workers,
+    };
     use super::super::test_support::{FILE, errors, only_error, parse};
     use super::*;
 
@@ -208,6 +211,13 @@ stop_timeout = "10s"         # then SIGKILL to the whole process group
 control_socket = "/run/corral/nfs.sock"   # optional: the service listens here
 frame_timeout = "30s"        # bound on one control-channel request
 upcall = false
+# resources: cgroup v2 where corrald has a delegated subtree; rlimits, umask, NNP always
+memory_max = "512M"
+tasks_max = 256
+cpu_weight = 100
+limit_nofile = 65536
+no_new_privileges = true
+umask = "0022"
 
 [services.nfs.methods.export]        # a manager method; driver = exec or control
 exec = ["/usr/sbin/exportfs", "-ra"] # runs the command; args from Call are appended
@@ -274,6 +284,20 @@ exec = ["rpcbind", "-f"]
                     schedule: Some(Duration::from_secs(3600)),
                 },
             )]),
+            cgroup_limits: CgroupLimits {
+                memory_max: Some(Max::Value(512 << 20)),
+                tasks_max: Some(Max::Value(256)),
+                cpu_weight: Some(100),
+            },
+            process_limits: ProcessLimits {
+                limit_nofile: Some(Rlimit {
+                    soft: 65536,
+                    hard: 65536,
+                }),
+                umask: Some(0o022),
+                no_new_privileges: true,
+                ..ProcessLimits::default()
+            },
         };
         let portmap = Service {
             exec: strings(&["rpcbind", "-f"]),

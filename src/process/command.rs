@@ -1,10 +1,11 @@
 //! One-off commands of a service — an `exec` manager method, a recipe step — run the way
-//! the service itself would run: its `PATH` and environment (nothing of corrald's), its user
-//! and working directory.
+//! the service itself would run: its `PATH` and environment (nothing of corrald's), its
+//! user, working directory, rlimits, umask and no_new_privileges (not its cgroup: the
+//! command is corrald's, bounded by `frame_timeout`).
 
 use std::process::Stdio;
 
-use super::spawn::{drop_privileges, resolve_program};
+use super::spawn::{prepare_child, resolve_program};
 use crate::config::Service;
 
 /// A command for `argv` + `args` as the service would run it: its `PATH` and environment
@@ -26,9 +27,7 @@ pub(crate) fn command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(user) = &spec.user {
-        drop_privileges(&mut command, user, spec).map_err(|e| e.to_string())?;
-    }
+    prepare_child(&mut command, spec).map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);
     Ok(command)

@@ -1,11 +1,15 @@
 //! The process driver: everything that touches a child process directly — spawning it with
-//! an explicit environment in its own process group, routing its output, signalling its
-//! group, watching processes that are not our children, and adopting daemons from a pidfile.
+//! an explicit environment in its own process group and cgroup, with its limits, routing
+//! its output, signalling its group, watching processes that are not our children, and
+//! adopting daemons from a pidfile.
 //!
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
+pub mod cgroup;
+pub mod child;
 pub mod command;
 pub mod group;
+pub mod limits;
 pub mod notify;
 pub mod output;
 pub mod pidfd;
@@ -13,7 +17,9 @@ pub mod pidfile;
 pub mod procfs;
 pub mod signal;
 pub mod spawn;
+mod vfork;
 
+pub use child::Child;
 pub use output::OutputMode;
 pub use spawn::{SpawnError, SpawnRequest, spawn};
 

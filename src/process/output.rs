@@ -10,9 +10,11 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::net::unix::pipe;
 
 /// journald's stream socket, where systemd connects its services' stdout.
 pub const JOURNAL_STDOUT: &str = "/run/systemd/journal/stdout";
@@ -39,24 +41,27 @@ impl OutputMode {
 
 /// The stdout/stderr to give one child.
 pub struct ChildOutput {
-    pub stdout: Stdio,
-    pub stderr: Stdio,
-    /// Whether the caller must [`forward`] the piped output after spawning.
-    pub piped: bool,
+    /// The child's ends.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// Our ends (stdout, stderr) when the output is piped back: [`forward`] them once the
+    /// child runs.
+    pub piped: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// Prepares the output of a child of service `name`. A journal that cannot be reached falls
-/// back to piping, so a restarting journald never keeps a service from starting.
-pub fn prepare(mode: &OutputMode, name: &str) -> ChildOutput {
+/// back to piping, so a restarting journald never keeps a service from starting. Fails
+/// only when no pipe can be made (out of descriptors).
+pub fn prepare(mode: &OutputMode, name: &str) -> io::Result<ChildOutput> {
     if let OutputMode::Journal(socket) = mode {
         match journal_stream(socket, name) {
             Ok(fd) => match fd.try_clone() {
                 Ok(dup) => {
-                    return ChildOutput {
-                        stdout: Stdio::from(fd),
-                        stderr: Stdio::from(dup),
-                        piped: false,
-                    };
+                    return Ok(ChildOutput {
+                        stdout: fd,
+                        stderr: dup,
+                        piped: None,
+                    });
                 }
                 Err(err) => tracing::warn!(service = name, "cannot dup journal stream: {err}"),
             },
@@ -67,11 +72,13 @@ pub fn prepare(mode: &OutputMode, name: &str) -> ChildOutput {
             ),
         }
     }
-    ChildOutput {
-        stdout: Stdio::piped(),
-        stderr: Stdio::piped(),
-        piped: true,
-    }
+    let (out_read, out_write) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
+    Ok(ChildOutput {
+        stdout: out_write,
+        stderr: err_write,
+        piped: Some((out_read, err_read)),
+    })
 }
 
 /// Opens a journald stream for `identifier` (systemd's stdout-stream protocol: seven header
@@ -88,17 +95,14 @@ fn journal_stream(socket: &Path, identifier: &str) -> io::Result<OwnedFd> {
 
 /// Copies a piped child's output to corrald's stderr, line by line, as `name[pid]: line`.
 /// Each stream gets its own task, which ends when the child closes its end.
-pub fn forward(
-    name: &str,
-    pid: u32,
-    stdout: Option<tokio::process::ChildStdout>,
-    stderr: Option<tokio::process::ChildStderr>,
-) {
-    if let Some(out) = stdout {
-        tokio::spawn(copy_lines(format!("{name}[{pid}]: "), out));
-    }
-    if let Some(err) = stderr {
-        tokio::spawn(copy_lines(format!("{name}[{pid}]: "), err));
+pub fn forward(name: &str, pid: u32, (stdout, stderr): (OwnedFd, OwnedFd)) {
+    for stream in [stdout, stderr] {
+        match pipe::Receiver::from_owned_fd(stream) {
+            Ok(receiver) => {
+                tokio::spawn(copy_lines(format!("{name}[{pid}]: "), receiver));
+            }
+            Err(err) => tracing::warn!(service = name, pid, "cannot read its output: {err}"),
+        }
     }
 }
 

@@ -33,11 +33,12 @@ impl Launch {
             service: &self.spec,
             notify_socket: self.notify.as_deref(),
             output,
+            cgroup: None,
         }
     }
 }
 
-pub(super) type Spawned = Result<tokio::process::Child, SpawnError>;
+pub(super) type Spawned = Result<crate::process::Child, SpawnError>;
 
 /// Spawns every launch, on up to [`SPAWN_THREADS`] threads; results in `launches`' order.
 /// Must run inside the tokio runtime (the children are registered with it).

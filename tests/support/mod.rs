@@ -94,22 +94,31 @@ pub struct Corrald {
     /// What it was started with, to start it again the same way.
     extra: Vec<String>,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 /// Runs the corrald binary on the configuration, runtime and state directories in `dir`,
 /// logging to `dir/corrald.log` (appended to).
+/// `wrapper` is a command that execs the rest of its argv (e.g. `prlimit … --`), or empty.
 fn launch(
     dir: &Path,
     bus_address: &str,
     extra: &[String],
     env: &[(String, String)],
+    wrapper: &[String],
 ) -> tokio::process::Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("corrald.log"))
         .unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_corrald"))
+    let corrald = env!("CARGO_BIN_EXE_corrald").to_owned();
+    let (program, wrapped) = match wrapper.split_first() {
+        Some((program, args)) => (program.clone(), [args, &[corrald]].concat()),
+        None => (corrald, Vec::new()),
+    };
+    tokio::process::Command::new(program)
+        .args(wrapped)
         .arg("--config")
         .arg(dir.join("corral.toml"))
         .arg("--runtime-dir")
@@ -158,7 +167,25 @@ impl Corrald {
         Corrald::spawn_full(bus, config, &[], env)
     }
 
+    /// Starts corrald through `wrapper` (a command that execs the rest of its argv, e.g.
+    /// `prlimit --nofile=1024:20000 --`) and waits for READY=1; corrald keeps the PID.
+    pub async fn start_wrapped(bus: &TestBus, config: &str, wrapper: &[&str]) -> Corrald {
+        let corrald = Corrald::spawn_inner(bus, config, &[], &[], wrapper);
+        corrald.wait_notify("READY=1").await;
+        corrald
+    }
+
     fn spawn_full(bus: &TestBus, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Corrald {
+        Corrald::spawn_inner(bus, config, extra, env, &[])
+    }
+
+    fn spawn_inner(
+        bus: &TestBus,
+        config: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Corrald {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("corral.toml"), config).unwrap();
         let notify_path = dir.path().join("notify");
@@ -168,7 +195,8 @@ impl Corrald {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let child = launch(dir.path(), &bus.address, &extra, &env);
+        let wrapper: Vec<String> = wrapper.iter().map(|s| s.to_string()).collect();
+        let child = launch(dir.path(), &bus.address, &extra, &env, &wrapper);
         Corrald {
             child: Some(child),
             dir,
@@ -176,6 +204,7 @@ impl Corrald {
             bus_address: bus.address.clone(),
             extra,
             env,
+            wrapper,
         }
     }
 
@@ -195,6 +224,7 @@ impl Corrald {
             &self.bus_address,
             &self.extra,
             &self.env,
+            &self.wrapper,
         ));
         self.wait_notify("READY=1").await;
     }
