@@ -7,7 +7,7 @@
 use zbus::{OwnedObjectPath, proxy};
 
 pub use crate::bus::errors::{BusError, BusResult};
-pub use crate::bus::manager::ServiceRow;
+pub use crate::bus::manager::{JobRow, ServiceRow};
 
 /// `org.corral.Corral1.Manager` on `/org/corral/Corral1`.
 #[proxy(
@@ -23,6 +23,8 @@ pub trait Manager {
     fn restart_service(&self, name: &str) -> BusResult<()>;
     fn reload(&self) -> BusResult<Vec<(String, String)>>;
     fn call(&self, service: &str, method: &str, args: &[String]) -> BusResult<String>;
+    fn cancel_job(&self, id: u64) -> BusResult<()>;
+    fn list_jobs(&self, service: &str) -> BusResult<Vec<JobRow>>;
 
     #[zbus(property)]
     fn version(&self) -> BusResult<String>;

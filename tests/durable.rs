@@ -200,5 +200,10 @@ async fn a_survivor_stopped_by_request_while_corrald_was_down_is_not_restarted()
     })
     .await;
     assert!(!alive(pid), "the survivor was stopped, not left orphaned");
-    assert!(pids_with_cmdline("sleep 9621").is_empty());
+    let left = pids_with_cmdline("sleep 9621");
+    assert!(
+        left.is_empty(),
+        "{left:?} {:?}",
+        left.iter().map(|p| process_state(*p)).collect::<Vec<_>>()
+    );
 }

@@ -13,6 +13,7 @@ use super::errors::BusError;
 use super::service::call_method;
 use crate::control::ControlRegistry;
 use crate::events::ManagerStatus;
+use crate::jobs::JobsHandle;
 use crate::names::service_path;
 use crate::supervisor::Handle;
 use crate::transitions::reloader::ReloadHandle;
@@ -21,6 +22,7 @@ use crate::transitions::reloader::ReloadHandle;
 pub struct ManagerObject {
     supervisor: Handle,
     controls: ControlRegistry,
+    jobs: JobsHandle,
     reloader: ReloadHandle,
     status: watch::Receiver<ManagerStatus>,
 }
@@ -29,12 +31,14 @@ impl ManagerObject {
     pub fn new(
         supervisor: Handle,
         controls: ControlRegistry,
+        jobs: JobsHandle,
         reloader: ReloadHandle,
         status: watch::Receiver<ManagerStatus>,
     ) -> ManagerObject {
         ManagerObject {
             supervisor,
             controls,
+            jobs,
             reloader,
             status,
         }
@@ -57,6 +61,36 @@ pub struct ServiceRow {
     /// 0 when no process runs.
     pub main_pid: u32,
     pub path: OwnedObjectPath,
+}
+
+/// A row of `ListJobs` (`(tsssttx)` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct JobRow {
+    pub id: u64,
+    pub service: String,
+    pub recipe: String,
+    /// `queued|running|finished|failed|cancelled`.
+    pub state: String,
+    /// µs since the epoch.
+    pub queued: u64,
+    /// µs since the epoch; 0 while not finished.
+    pub finished: u64,
+    /// The exit status of the step that decided the outcome; -1 if none.
+    pub exit_status: i64,
+}
+
+impl From<crate::store::JobRecord> for JobRow {
+    fn from(job: crate::store::JobRecord) -> JobRow {
+        JobRow {
+            id: job.id,
+            service: job.service,
+            recipe: job.recipe,
+            state: job.state.as_str().to_owned(),
+            queued: job.queued_us,
+            finished: job.finished_us,
+            exit_status: job.exit_status.into(),
+        }
+    }
 }
 
 #[interface(name = "org.corral.Corral1.Manager")]
@@ -143,6 +177,31 @@ impl ManagerObject {
     ) -> Result<String, BusError> {
         authorize(connection, &header, Action::Manage).await?;
         call_method(&self.supervisor, &self.controls, service, method, args).await
+    }
+
+    /// Drops a queued recipe job, or stops a running one (SIGTERM to its step's process
+    /// group, SIGKILL after the service's `stop_timeout`); it ends with `JobFailed(…,
+    /// "cancelled")`.
+    async fn cancel_job(
+        &self,
+        id: u64,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        Ok(self.jobs.cancel(id).await?)
+    }
+
+    /// The recipe jobs of `service` (every service's with `""`), oldest first: the last
+    /// 1000 per service, kept across restarts of corrald.
+    async fn list_jobs(&self, service: &str) -> Vec<JobRow> {
+        let service = (!service.is_empty()).then_some(service);
+        self.jobs
+            .list(service)
+            .await
+            .into_iter()
+            .map(JobRow::from)
+            .collect()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

@@ -97,6 +97,10 @@ impl Publisher {
                         ServiceObject::job_finished(&emitter, report.id, &report.recipe, status)
                             .await?
                     }
+                    JobOutcome::Cancelled => {
+                        ServiceObject::job_failed(&emitter, report.id, &report.recipe, "cancelled")
+                            .await?
+                    }
                     JobOutcome::Failed { error } => {
                         ServiceObject::job_failed(&emitter, report.id, &report.recipe, &error)
                             .await?

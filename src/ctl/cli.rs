@@ -77,6 +77,10 @@ pub enum Command {
     },
     /// Queue a job running one of a service's recipes; prints the job id.
     RunRecipe { service: String, recipe: String },
+    /// List recipe jobs (of one service, or all), oldest first, with their outcome.
+    Jobs { service: Option<String> },
+    /// Cancel a queued or running recipe job.
+    Cancel { id: u64 },
     /// Re-read the configuration and apply it; prints the transitions applied.
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.

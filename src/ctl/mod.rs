@@ -7,6 +7,7 @@
 pub mod cli;
 mod commands;
 pub mod generate;
+mod jobs;
 pub mod monitor;
 pub mod output;
 mod status;

@@ -124,7 +124,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
-    let jobs = jobs::spawn(supervisor.clone());
+    let jobs = jobs::spawn(
+        supervisor.clone(),
+        store.clone(),
+        loaded.unfinished_jobs,
+        loaded.max_job_id,
+    );
     applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
     let upcalls = upcall::spawn(UpcallSettings::from(&initial.daemon), deliveries_tx);
@@ -139,6 +144,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let manager = ManagerObject::new(
         supervisor.clone(),
         controls.clone(),
+        jobs.clone(),
         reloader.clone(),
         manager_rx.clone(),
     );

@@ -7,6 +7,8 @@ pub enum JobOutcome {
     Finished { status: i32 },
     /// A step could not be run.
     Failed { error: String },
+    /// `CancelJob`: dropped from the queue, or its running step stopped.
+    Cancelled,
 }
 
 /// A finished job, for the publisher's `JobFinished` / `JobFailed` signals.

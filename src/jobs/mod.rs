@@ -11,16 +11,25 @@
 //! each ended job, in order, through the supervisor's command channel to the publisher.
 //! Recipes run only where their service is served: a client's `RunRecipe` is checked
 //! before it reaches the pool, and a scheduled run asks the supervisor at each tick.
+//!
+//! Every job is recorded in the state store as it is queued, runs and ends (the last 1000
+//! per service are kept): `ListJobs` reads that history, job ids never repeat across
+//! restarts of corrald, and a job that was queued or running when corrald died is recorded
+//! as failed at the next start. `CancelJob` drops a queued job or stops a running one.
+
+mod steps;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Service;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{JobOutcome, JobReport};
+use crate::store::{JobRecord, JobState, Store, now_us};
 use crate::supervisor::{Handle, JobsUpdate};
 
 enum Request {
@@ -32,17 +41,22 @@ enum Request {
     },
     /// A job ended (its service is `report.service`).
     Done(JobReport),
+    Cancel(u64, oneshot::Sender<CommandResult>),
 }
 
 /// A cheap handle on the jobs task.
 #[derive(Clone)]
-pub struct JobsHandle(mpsc::UnboundedSender<Request>);
+pub struct JobsHandle {
+    requests: mpsc::UnboundedSender<Request>,
+    /// The job history (the jobs task writes it; reading it needs no round trip).
+    store: Store,
+}
 
 impl JobsHandle {
     /// Queues `recipe` of `service`; returns the job id.
     pub async fn run(&self, service: &str, recipe: &str) -> CommandResult<u64> {
         let (reply, answer) = oneshot::channel();
-        self.0
+        self.requests
             .send(Request::Run {
                 service: service.to_owned(),
                 recipe: recipe.to_owned(),
@@ -54,35 +68,78 @@ impl JobsHandle {
 
     /// Sets (or with `None` removes) the definition whose recipes and workers apply.
     pub fn configure(&self, service: &str, spec: Option<Arc<Service>>) {
-        let _ = self.0.send(Request::Configure(service.to_owned(), spec));
+        let _ = self
+            .requests
+            .send(Request::Configure(service.to_owned(), spec));
+    }
+
+    /// Drops a queued job, or stops a running one (its step's process group gets SIGTERM,
+    /// then SIGKILL after the service's `stop_timeout`).
+    pub async fn cancel(&self, id: u64) -> CommandResult {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Cancel(id, reply))
+            .map_err(|_| CommandError::ShuttingDown)?;
+        answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// The jobs of `service` (all services with `None`), oldest first.
+    pub async fn list(&self, service: Option<&str>) -> Vec<JobRecord> {
+        self.store.list_jobs(service).await
     }
 }
 
-/// Starts the jobs task.
-pub fn spawn(supervisor: Handle) -> JobsHandle {
+/// Starts the jobs task. Job ids continue after `max_job_id`; `unfinished` are the jobs the
+/// last corrald left queued or running, recorded now as failed.
+pub fn spawn(
+    supervisor: Handle,
+    store: Store,
+    unfinished: Vec<JobRecord>,
+    max_job_id: u64,
+) -> JobsHandle {
+    for mut job in unfinished {
+        job.state = JobState::Failed;
+        job.finished_us = now_us();
+        job.error = "corrald stopped before the job finished".to_owned();
+        store.record_job(job);
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let jobs = Jobs {
         pools: HashMap::new(),
-        next_id: 0,
+        running: HashMap::new(),
+        next_id: max_job_id,
         supervisor,
+        store: store.clone(),
         tx: tx.clone(),
     };
     tokio::spawn(jobs.run(rx));
-    JobsHandle(tx)
+    JobsHandle {
+        requests: tx,
+        store,
+    }
 }
 
 struct Pool {
     spec: Arc<Service>,
     active: u32,
-    queue: VecDeque<(u64, String)>,
+    queue: VecDeque<JobRecord>,
     schedules: Vec<AbortHandle>,
+}
+
+/// A job whose steps run.
+struct Running {
+    record: JobRecord,
+    cancel: CancellationToken,
 }
 
 struct Jobs {
     pools: HashMap<String, Pool>,
+    running: HashMap<u64, Running>,
     next_id: u64,
     /// Where the job facts go (and whom a scheduled run asks whether it is served here).
     supervisor: Handle,
+    /// Where every job's record is kept.
+    store: Store,
     tx: mpsc::UnboundedSender<Request>,
 }
 
@@ -112,7 +169,15 @@ impl Jobs {
                     if let Some(pool) = self.pools.get_mut(&service) {
                         pool.active = pool.active.saturating_sub(1);
                     }
+                    if let Some(running) = self.running.remove(&report.id) {
+                        self.store
+                            .record_job(ended(running.record, &report.outcome));
+                    }
                     self.start_ready(&service, Some(report)).await;
+                }
+                Request::Cancel(id, reply) => {
+                    let result = self.cancel(id).await;
+                    let _ = reply.send(result);
                 }
             }
         }
@@ -122,6 +187,12 @@ impl Jobs {
         let Some(spec) = spec else {
             if let Some(pool) = self.pools.remove(&service) {
                 pool.schedules.iter().for_each(AbortHandle::abort);
+                // Running jobs finish on the definition they started with; queued ones go.
+                for job in pool.queue {
+                    let mut record = ended(job, &JobOutcome::Cancelled);
+                    record.error = "its service was removed".to_owned();
+                    self.store.record_job(record);
+                }
             }
             return;
         };
@@ -192,8 +263,47 @@ impl Jobs {
             )));
         }
         self.next_id += 1;
-        pool.queue.push_back((self.next_id, recipe.to_owned()));
+        let record = JobRecord {
+            id: self.next_id,
+            service: service.to_owned(),
+            recipe: recipe.to_owned(),
+            state: JobState::Queued,
+            queued_us: now_us(),
+            finished_us: 0,
+            exit_status: -1,
+            error: String::new(),
+        };
+        self.store.record_job(record.clone());
+        pool.queue.push_back(record);
         Ok(self.next_id)
+    }
+
+    /// `CancelJob(id)`: a queued job is dropped at once (and announced as failed,
+    /// "cancelled"); a running one is told to stop and ends through `Done`.
+    async fn cancel(&mut self, id: u64) -> CommandResult {
+        if let Some(running) = self.running.get(&id) {
+            running.cancel.cancel();
+            return Ok(());
+        }
+        let queued = self.pools.iter_mut().find_map(|(service, pool)| {
+            let at = pool.queue.iter().position(|job| job.id == id)?;
+            Some((service.clone(), pool.queue.remove(at)?))
+        });
+        let Some((service, record)) = queued else {
+            return Err(CommandError::InvalidArgs(format!(
+                "no queued or running job {id}; `corralctl jobs` lists them"
+            )));
+        };
+        self.store
+            .record_job(ended(record.clone(), &JobOutcome::Cancelled));
+        let report = JobReport {
+            service: service.clone(),
+            id,
+            recipe: record.recipe,
+            outcome: JobOutcome::Cancelled,
+        };
+        self.start_ready(&service, Some(report)).await;
+        Ok(())
     }
 
     /// Starts queued jobs while there are free workers, then publishes the counts (with
@@ -203,21 +313,26 @@ impl Jobs {
             return;
         };
         while pool.active < pool.spec.workers.max_active {
-            let Some((id, recipe)) = pool.queue.pop_front() else {
+            let Some(mut record) = pool.queue.pop_front() else {
                 break;
             };
             pool.active += 1;
-            let (spec, tx, service) = (pool.spec.clone(), self.tx.clone(), service.to_owned());
+            record.state = JobState::Running;
+            self.store.record_job(record.clone());
+            let cancel = CancellationToken::new();
+            let (spec, tx, token) = (pool.spec.clone(), self.tx.clone(), cancel.clone());
+            let (id, recipe, service_name) = (record.id, record.recipe.clone(), service.to_owned());
             tokio::spawn(async move {
-                let outcome = run_steps(&spec, &recipe).await;
+                let outcome = steps::run_steps(&spec, &recipe, &token).await;
                 let report = JobReport {
-                    service,
+                    service: service_name,
                     id,
                     recipe,
                     outcome,
                 };
                 let _ = tx.send(Request::Done(report));
             });
+            self.running.insert(id, Running { record, cancel });
         }
         let update = JobsUpdate {
             service: service.to_owned(),
@@ -229,36 +344,22 @@ impl Jobs {
     }
 }
 
-/// Runs the steps of `recipe` in order; stops at the first that fails.
-async fn run_steps(spec: &Service, recipe: &str) -> JobOutcome {
-    let Some(recipe_spec) = spec.recipes.get(recipe) else {
-        return JobOutcome::Failed {
-            error: format!("recipe {recipe:?} was removed before it ran"),
-        };
-    };
-    for (i, step) in recipe_spec.steps.iter().enumerate() {
-        let output = match crate::process::command::command(spec, step, &[]) {
-            Ok(mut command) => command.output().await.map_err(|e| e.to_string()),
-            Err(err) => Err(err),
-        };
-        match output {
-            Err(error) => {
-                return JobOutcome::Failed {
-                    error: format!("step {} ({}) could not run: {error}", i + 1, step.join(" ")),
-                };
-            }
-            Ok(output) if !output.status.success() => {
-                let status = crate::process::exit_code(output.status);
-                tracing::warn!(
-                    "recipe {recipe:?} step {} ({}) exited with {status}: {}",
-                    i + 1,
-                    step.join(" "),
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-                return JobOutcome::Finished { status };
-            }
-            Ok(_) => {}
+/// `record` as it ended with `outcome`.
+fn ended(mut record: JobRecord, outcome: &JobOutcome) -> JobRecord {
+    record.finished_us = now_us();
+    match outcome {
+        JobOutcome::Finished { status } => {
+            record.state = JobState::Finished;
+            record.exit_status = *status;
+        }
+        JobOutcome::Failed { error } => {
+            record.state = JobState::Failed;
+            record.error = error.clone();
+        }
+        JobOutcome::Cancelled => {
+            record.state = JobState::Cancelled;
+            record.error = "cancelled by request".to_owned();
         }
     }
-    JobOutcome::Finished { status: 0 }
+    record
 }
