@@ -23,6 +23,7 @@ pub trait Manager {
     fn restart_service(&self, name: &str) -> BusResult<()>;
     fn reload(&self) -> BusResult<Vec<(String, String)>>;
     fn call(&self, service: &str, method: &str, args: &[String]) -> BusResult<String>;
+    fn reexecute(&self) -> BusResult<()>;
     fn cancel_job(&self, id: u64) -> BusResult<()>;
     fn list_jobs(&self, service: &str) -> BusResult<Vec<JobRow>>;
 

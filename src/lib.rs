@@ -65,6 +65,7 @@ pub mod man;
 pub mod methods;
 pub mod names;
 pub mod process;
+pub mod reexec;
 pub mod store;
 pub mod supervisor;
 pub mod transitions;

@@ -185,9 +185,11 @@ async fn run_until_ready(bus: &TestBus, runtime_dir: &Path) -> Result<(), Daemon
         output: corral::process::OutputMode::Stderr,
         notifier: corral::daemon::systemd::Notifier::new(Some(notify_path)),
         watchdog: None,
+        exe: env!("CARGO_BIN_EXE_corrald").into(),
+        args: Vec::new(),
     };
     let shutdown = CancellationToken::new();
-    let mut running = tokio::spawn(daemon::run(options, shutdown.clone()));
+    let mut running = tokio::spawn(daemon::run(options, None, shutdown.clone()));
     let mut buf = [0u8; 4096];
     loop {
         tokio::select! {

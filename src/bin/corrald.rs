@@ -16,6 +16,7 @@ use corral::daemon::{self, DaemonError, Options};
 use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
 use corral::process::output::JOURNAL_STDOUT;
+use corral::reexec::Handover;
 
 /// Supervise daemons and publish them on the D-Bus system bus
 ///
@@ -74,6 +75,14 @@ struct Args {
     /// Write the corrald(8) man page to stdout (for packagers).
     #[arg(long, hide = true, exclusive = true)]
     generate_man: bool,
+    /// Print the live re-exec handover format this binary reads, and exit (asked by a
+    /// running corrald before it re-executes into this binary).
+    #[arg(long, hide = true, exclusive = true)]
+    reexec_format: bool,
+    /// Take over from the corrald that re-executed into this one: its state is in this
+    /// descriptor.
+    #[arg(long, hide = true, value_name = "FD")]
+    deserialize: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -87,9 +96,17 @@ enum ChildOutput {
 }
 
 fn main() -> ExitCode {
+    // What a live re-exec runs again: this binary, as it was found at start-up (a package
+    // upgrade replaces the file; the path stays), with these arguments.
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/sbin/corrald"));
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let args = Args::parse();
     if args.generate_man {
         return generate_man();
+    }
+    if args.reexec_format {
+        println!("{}", corral::reexec::FORMAT);
+        return ExitCode::SUCCESS;
     }
     let config = match &args.config {
         Some(path) => ConfigSource::Path(path.clone()),
@@ -118,12 +135,23 @@ fn main() -> ExitCode {
         },
         notifier: Notifier::from_env(),
         watchdog: watchdog_from_env(),
+        exe,
+        args: argv,
     };
+    // A handover that cannot be read is not fatal: corrald then starts as after a crash,
+    // re-adopting every service from the state store's run records.
+    let handover = args.deserialize.and_then(|fd| match Handover::read(fd) {
+        Ok(handover) => Some(handover),
+        Err(err) => {
+            tracing::error!("{err}; re-adopting the services from the state store instead");
+            None
+        }
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime");
-    match runtime.block_on(serve(options)) {
+    match runtime.block_on(serve(options, handover)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");
@@ -136,7 +164,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(options: Options) -> Result<(), DaemonError> {
+async fn serve(options: Options, handover: Option<Handover>) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -152,7 +180,7 @@ async fn serve(options: Options) -> Result<(), DaemonError> {
         }
         token.cancel();
     });
-    daemon::run(options, shutdown).await
+    daemon::run(options, handover, shutdown).await
 }
 
 /// `--check`: validate and summarise, like `nginx -t`.

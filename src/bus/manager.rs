@@ -15,6 +15,7 @@ use crate::control::ControlRegistry;
 use crate::events::ManagerStatus;
 use crate::jobs::JobsHandle;
 use crate::names::service_path;
+use crate::reexec::Reexec;
 use crate::supervisor::Handle;
 use crate::transitions::reloader::ReloadHandle;
 
@@ -23,6 +24,7 @@ pub struct ManagerObject {
     supervisor: Handle,
     controls: ControlRegistry,
     jobs: JobsHandle,
+    reexec: Reexec,
     reloader: ReloadHandle,
     status: watch::Receiver<ManagerStatus>,
 }
@@ -32,6 +34,7 @@ impl ManagerObject {
         supervisor: Handle,
         controls: ControlRegistry,
         jobs: JobsHandle,
+        reexec: Reexec,
         reloader: ReloadHandle,
         status: watch::Receiver<ManagerStatus>,
     ) -> ManagerObject {
@@ -39,6 +42,7 @@ impl ManagerObject {
             supervisor,
             controls,
             jobs,
+            reexec,
             reloader,
             status,
         }
@@ -177,6 +181,26 @@ impl ManagerObject {
     ) -> Result<String, BusError> {
         authorize(connection, &header, Action::Manage).await?;
         call_method(&self.supervisor, &self.controls, service, method, args).await
+    }
+
+    /// Serialises corrald's runtime state, replies, and executes its binary (possibly a new
+    /// version) in place: same PID, every service keeps running with the same `MainPID`.
+    /// The bus name is owned again by the new corrald once it runs; fails (changing
+    /// nothing) when the binary on disk cannot take over.
+    async fn reexecute(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Reload).await?;
+        let prepared = self.reexec.prepare().await?;
+        tracing::info!("re-executing on request");
+        // The reply goes out before the exec closes the connection; `send` returns once
+        // it is written.
+        if let Err(err) = connection.reply(&header, &()).await {
+            tracing::warn!("cannot reply before the re-exec: {err}");
+        }
+        Err(self.reexec.exec(prepared).await.into())
     }
 
     /// Drops a queued recipe job, or stops a running one (SIGTERM to its step's process

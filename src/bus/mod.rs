@@ -29,10 +29,15 @@ pub enum BusAddress {
 /// Connects, serves the manager object and the ObjectManager of the service objects at the
 /// manager path, and owns `org.corral.Corral1` (requested after the objects are served, so
 /// a client that sees the name finds the objects).
+///
+/// After a live re-exec (`reexecuted`), the name may still be owned for a moment by the
+/// connection the exec closed: then the request waits in the bus's queue for the name, up
+/// to [`NAME_WAIT`], instead of failing.
 pub async fn connect(
     address: &BusAddress,
     manager: manager::ManagerObject,
     upcalls: upcall::UpcallObject,
+    reexecuted: bool,
 ) -> zbus::Result<Connection> {
     let builder = match address {
         BusAddress::System => Builder::system(),
@@ -40,11 +45,35 @@ pub async fn connect(
         BusAddress::Address(address) => Builder::address(address.as_str()),
     };
     let services = object_manager::ServiceObjects::new(manager.supervisor());
-    builder
+    let builder = builder
         .serve_at(MANAGER_PATH, manager)
         .serve_at(MANAGER_PATH, upcalls)
-        .serve_at(MANAGER_PATH, services)
-        .name(BUS_NAME)
-        .build()
-        .await
+        .serve_at(MANAGER_PATH, services);
+    if !reexecuted {
+        return builder.name(BUS_NAME).build().await;
+    }
+    let connection = builder.build().await?;
+    let dbus = zbus::fdo::DBusProxy::new(&connection).await?;
+    let mut acquired = dbus.receive_name_acquired().await?;
+    let reply = dbus
+        .request_name(BUS_NAME.try_into()?, zbus::fdo::RequestNameFlags::empty())
+        .await?;
+    if reply != zbus::fdo::RequestNameReply::PrimaryOwner {
+        let wait = async {
+            use futures_util::StreamExt;
+            while let Some(signal) = acquired.next().await {
+                if signal.args().is_ok_and(|a| a.name() == BUS_NAME) {
+                    return true;
+                }
+            }
+            false
+        };
+        if !tokio::time::timeout(NAME_WAIT, wait).await.unwrap_or(false) {
+            return Err(zbus::Error::NameTaken);
+        }
+    }
+    Ok(connection)
 }
+
+/// How long a re-executed corrald waits for the bus to hand it the name back.
+pub const NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

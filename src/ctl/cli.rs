@@ -81,6 +81,9 @@ pub enum Command {
     Jobs { service: Option<String> },
     /// Cancel a queued or running recipe job.
     Cancel { id: u64 },
+    /// Re-execute corrald in place (after an upgrade of its binary): same PID, every
+    /// service keeps running. Returns once the new corrald serves the bus.
+    DaemonReexec,
     /// Re-read the configuration and apply it; prints the transitions applied.
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.

@@ -62,6 +62,7 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
         Command::Jobs { service } => super::jobs::list(cx, service.as_deref()).await,
         Command::Cancel { id } => super::jobs::cancel(cx, id).await,
         Command::Reload => reload(cx).await,
+        Command::DaemonReexec => super::reexec::run(cx).await,
         Command::Monitor => {
             super::monitor::run(&cx.connection, cx.json).await?;
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ pub mod generate;
 mod jobs;
 pub mod monitor;
 pub mod output;
+mod reexec;
 mod status;
 
 use std::process::ExitCode;

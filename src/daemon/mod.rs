@@ -26,6 +26,7 @@ use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
+use crate::reexec;
 use crate::store::{Store, StoreError, StoreHealth};
 use crate::supervisor;
 use crate::transitions::Applier;
@@ -50,6 +51,9 @@ pub struct Options {
     pub notifier: Notifier,
     /// Ping systemd's watchdog at half this interval.
     pub watchdog: Option<Duration>,
+    /// The binary a live re-exec runs (resolved when corrald started) and its arguments.
+    pub exe: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// Why corrald could not run.
@@ -74,7 +78,27 @@ pub enum DaemonError {
 }
 
 /// Runs corrald until `shutdown` is cancelled; returns once every service is stopped.
-pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), DaemonError> {
+/// `handover` is what the corrald this one re-executed from left it (a live re-exec).
+pub async fn run(
+    options: Options,
+    handover: Option<reexec::Handover>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let reexecuted = handover.is_some();
+    let (generation, inherited_supervisor, inherited_jobs) = match handover {
+        Some(handover) => {
+            for (fd, prefix) in handover.output {
+                // SAFETY: the previous corrald handed these pipes over to be read on.
+                unsafe { crate::process::output::resume(fd, prefix) };
+            }
+            (
+                handover.generation,
+                Some(handover.supervisor),
+                Some(handover.jobs),
+            )
+        }
+        None => (0, None, None),
+    };
     let source = options.config.clone();
     let loader: Loader = Arc::new(move || config::load(&source));
     let initial = {
@@ -103,6 +127,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         supervisor::Durable {
             desired: loaded.desired,
             runs: loaded.runs,
+            inherited: inherited_supervisor,
         },
     );
     let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
@@ -117,6 +142,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         events.clone(),
     ));
     let mut applier = Applier::new(&initial.daemon.host, events.clone(), manager_tx.clone());
+    applier.continue_from(generation);
     // Registration order: the supervisor first, so units exist before their objects are
     // exported and outlive them on removal.
     let (notifications_tx, notifications) =
@@ -127,8 +153,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     let jobs = jobs::spawn(
         supervisor.clone(),
         store.clone(),
+        options.output.clone(),
         loaded.unfinished_jobs,
         loaded.max_job_id,
+        inherited_jobs,
     );
     applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
@@ -141,16 +169,30 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
 
     // The reloader task starts after `Up`; until then its requests wait in the channel.
     let (reloader, reload_task) = reloader::channel();
+    let reexec = reexec::Reexec::new(
+        supervisor.clone(),
+        jobs.clone(),
+        reloader.clone(),
+        store.clone(),
+        options.exe.clone(),
+        options.args.clone(),
+    );
     let manager = ManagerObject::new(
         supervisor.clone(),
         controls.clone(),
         jobs.clone(),
+        reexec,
         reloader.clone(),
         manager_rx.clone(),
     );
-    let connection = bus::connect(&options.bus, manager, UpcallObject::new(upcalls.clone()))
-        .await
-        .map_err(DaemonError::Bus)?;
+    let connection = bus::connect(
+        &options.bus,
+        manager,
+        UpcallObject::new(upcalls.clone()),
+        reexecuted,
+    )
+    .await
+    .map_err(DaemonError::Bus)?;
     let unique = connection
         .unique_name()
         .map(|n| n.to_string())
@@ -161,7 +203,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         event_stream,
         supervisor.clone(),
         controls.clone(),
-        jobs,
+        jobs.clone(),
         manager_rx,
     ));
     let (sent_tx, sent) = tokio::sync::watch::channel(0);
@@ -182,6 +224,10 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
 
     let up = applier.apply(initial).await;
     supervisor.settle_recovered().await;
+    jobs.settle_inherited();
+    if reexecuted {
+        tracing::info!("re-executed: every service taken over from the previous corrald");
+    }
     manager_tx.send_modify(|m| m.state = DaemonState::Running);
     events.send(Event::Manager);
     tracing::info!(

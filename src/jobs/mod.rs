@@ -17,20 +17,24 @@
 //! restarts of corrald, and a job that was queued or running when corrald died is recorded
 //! as failed at the next start. `CancelJob` drops a queued job or stops a running one.
 
+mod actor;
+mod launch;
+pub mod reexec;
 mod steps;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Service;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{JobOutcome, JobReport};
+use crate::process::OutputMode;
 use crate::store::{JobRecord, JobState, Store, now_us};
-use crate::supervisor::{Handle, JobsUpdate};
+use crate::supervisor::Handle;
+use actor::Jobs;
+use reexec::{Inherited, JobsState};
 
 enum Request {
     Configure(String, Option<Arc<Service>>),
@@ -42,6 +46,11 @@ enum Request {
     /// A job ended (its service is `report.service`).
     Done(JobReport),
     Cancel(u64, oneshot::Sender<CommandResult>),
+    /// A live re-exec: the state to hand over; then nothing moves until `Thaw` or the exec.
+    Freeze(oneshot::Sender<JobsState>),
+    Thaw,
+    /// After start-up: what a re-exec handed over for services that are gone is ended.
+    SettleInherited,
 }
 
 /// A cheap handle on the jobs task.
@@ -83,21 +92,49 @@ impl JobsHandle {
         answer.await.map_err(|_| CommandError::ShuttingDown)?
     }
 
+    /// A live re-exec begins: the queued and running jobs, and the actor stops moving
+    /// (running steps go on, but none is reaped and none starts) until [`JobsHandle::thaw`].
+    pub async fn freeze(&self) -> Option<JobsState> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(Request::Freeze(reply)).ok()?;
+        answer.await.ok()
+    }
+
+    /// The re-exec failed: the jobs go on.
+    pub fn thaw(&self) {
+        let _ = self.requests.send(Request::Thaw);
+    }
+
+    /// After start-up: jobs a re-exec handed over for services no longer configured end.
+    pub fn settle_inherited(&self) {
+        let _ = self.requests.send(Request::SettleInherited);
+    }
+
     /// The jobs of `service` (all services with `None`), oldest first.
     pub async fn list(&self, service: Option<&str>) -> Vec<JobRecord> {
         self.store.list_jobs(service).await
     }
 }
 
-/// Starts the jobs task. Job ids continue after `max_job_id`; `unfinished` are the jobs the
-/// last corrald left queued or running, recorded now as failed.
+/// Starts the jobs task; steps' output goes where services' does (`output`). Job ids
+/// continue after `max_job_id`; `unfinished` are the jobs the last corrald left queued or
+/// running, recorded now as failed — except those a live re-exec hands over (`inherited`),
+/// which go on.
 pub fn spawn(
     supervisor: Handle,
     store: Store,
+    output: OutputMode,
     unfinished: Vec<JobRecord>,
     max_job_id: u64,
+    inherited: Option<JobsState>,
 ) -> JobsHandle {
-    for mut job in unfinished {
+    let next_id = max_job_id.max(inherited.as_ref().map_or(0, |state| state.next_id));
+    let inherited = inherited.map(Inherited::new).unwrap_or_default();
+    let going_on = inherited.ids();
+    for mut job in unfinished
+        .into_iter()
+        .filter(|job| !going_on.contains(&job.id))
+    {
         job.state = JobState::Failed;
         job.finished_us = now_us();
         job.error = "corrald stopped before the job finished".to_owned();
@@ -107,9 +144,13 @@ pub fn spawn(
     let jobs = Jobs {
         pools: HashMap::new(),
         running: HashMap::new(),
-        next_id: max_job_id,
+        next_id,
         supervisor,
         store: store.clone(),
+        output,
+        frozen: watch::channel(false).0,
+        deferred: Vec::new(),
+        inherited,
         tx: tx.clone(),
     };
     tokio::spawn(jobs.run(rx));
@@ -119,233 +160,8 @@ pub fn spawn(
     }
 }
 
-struct Pool {
-    spec: Arc<Service>,
-    active: u32,
-    queue: VecDeque<JobRecord>,
-    schedules: Vec<AbortHandle>,
-}
-
-/// A job whose steps run.
-struct Running {
-    record: JobRecord,
-    cancel: CancellationToken,
-}
-
-struct Jobs {
-    pools: HashMap<String, Pool>,
-    running: HashMap<u64, Running>,
-    next_id: u64,
-    /// Where the job facts go (and whom a scheduled run asks whether it is served here).
-    supervisor: Handle,
-    /// Where every job's record is kept.
-    store: Store,
-    tx: mpsc::UnboundedSender<Request>,
-}
-
-impl Jobs {
-    async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
-        while let Some(request) = requests.recv().await {
-            match request {
-                Request::Configure(service, spec) => self.configure(service, spec),
-                Request::Run {
-                    service,
-                    recipe,
-                    reply,
-                } => {
-                    let result = self.enqueue(&service, &recipe);
-                    if let Err(err) = &result
-                        && reply.is_none()
-                    {
-                        tracing::warn!(service, "scheduled recipe {recipe:?} not queued: {err}");
-                    }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(result);
-                    }
-                    self.start_ready(&service, None).await;
-                }
-                Request::Done(report) => {
-                    let service = report.service.clone();
-                    if let Some(pool) = self.pools.get_mut(&service) {
-                        pool.active = pool.active.saturating_sub(1);
-                    }
-                    if let Some(running) = self.running.remove(&report.id) {
-                        self.store
-                            .record_job(ended(running.record, &report.outcome));
-                    }
-                    self.start_ready(&service, Some(report)).await;
-                }
-                Request::Cancel(id, reply) => {
-                    let result = self.cancel(id).await;
-                    let _ = reply.send(result);
-                }
-            }
-        }
-    }
-
-    fn configure(&mut self, service: String, spec: Option<Arc<Service>>) {
-        let Some(spec) = spec else {
-            if let Some(pool) = self.pools.remove(&service) {
-                pool.schedules.iter().for_each(AbortHandle::abort);
-                // Running jobs finish on the definition they started with; queued ones go.
-                for job in pool.queue {
-                    let mut record = ended(job, &JobOutcome::Cancelled);
-                    record.error = "its service was removed".to_owned();
-                    self.store.record_job(record);
-                }
-            }
-            return;
-        };
-        let pool = self.pools.entry(service.clone()).or_insert_with(|| Pool {
-            spec: spec.clone(),
-            active: 0,
-            queue: VecDeque::new(),
-            schedules: Vec::new(),
-        });
-        pool.schedules.iter().for_each(AbortHandle::abort);
-        pool.spec = spec.clone();
-        pool.schedules = spec
-            .recipes
-            .iter()
-            .filter_map(|(recipe, r)| r.schedule.map(|every| (recipe.clone(), every)))
-            .map(|(recipe, every)| {
-                let (tx, service) = (self.tx.clone(), service.clone());
-                let supervisor = self.supervisor.clone();
-                tokio::spawn(async move {
-                    let mut tick =
-                        tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-                    loop {
-                        tick.tick().await;
-                        // Served here is the supervisor's fact: ask it at each tick.
-                        if let Err(why) = supervisor.check_served(&service).await {
-                            tracing::debug!(service, "scheduled recipe {recipe:?} not run: {why}");
-                            continue;
-                        }
-                        let run = Request::Run {
-                            service: service.clone(),
-                            recipe: recipe.clone(),
-                            reply: None,
-                        };
-                        if tx.send(run).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .abort_handle()
-            })
-            .collect();
-    }
-
-    fn enqueue(&mut self, service: &str, recipe: &str) -> CommandResult<u64> {
-        let pool = self
-            .pools
-            .get_mut(service)
-            .ok_or_else(|| CommandError::NoSuchService(service.to_owned()))?;
-        if !pool.spec.recipes.contains_key(recipe) {
-            let known: Vec<&str> = pool.spec.recipes.keys().map(String::as_str).collect();
-            return Err(CommandError::NoSuchMethod(format!(
-                "service {service:?} has no recipe {recipe:?}; it has: {}",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            )));
-        }
-        let workers = pool.spec.workers;
-        if pool.active >= workers.max_active && pool.queue.len() as u32 >= workers.max_queued {
-            return Err(CommandError::QueueFull(format!(
-                "service {service:?} runs {} jobs and has {} queued (workers.max_active = {}, workers.max_queued = {}); try again later",
-                pool.active,
-                pool.queue.len(),
-                workers.max_active,
-                workers.max_queued
-            )));
-        }
-        self.next_id += 1;
-        let record = JobRecord {
-            id: self.next_id,
-            service: service.to_owned(),
-            recipe: recipe.to_owned(),
-            state: JobState::Queued,
-            queued_us: now_us(),
-            finished_us: 0,
-            exit_status: -1,
-            error: String::new(),
-        };
-        self.store.record_job(record.clone());
-        pool.queue.push_back(record);
-        Ok(self.next_id)
-    }
-
-    /// `CancelJob(id)`: a queued job is dropped at once (and announced as failed,
-    /// "cancelled"); a running one is told to stop and ends through `Done`.
-    async fn cancel(&mut self, id: u64) -> CommandResult {
-        if let Some(running) = self.running.get(&id) {
-            running.cancel.cancel();
-            return Ok(());
-        }
-        let queued = self.pools.iter_mut().find_map(|(service, pool)| {
-            let at = pool.queue.iter().position(|job| job.id == id)?;
-            Some((service.clone(), pool.queue.remove(at)?))
-        });
-        let Some((service, record)) = queued else {
-            return Err(CommandError::InvalidArgs(format!(
-                "no queued or running job {id}; `corralctl jobs` lists them"
-            )));
-        };
-        self.store
-            .record_job(ended(record.clone(), &JobOutcome::Cancelled));
-        let report = JobReport {
-            service: service.clone(),
-            id,
-            recipe: record.recipe,
-            outcome: JobOutcome::Cancelled,
-        };
-        self.start_ready(&service, Some(report)).await;
-        Ok(())
-    }
-
-    /// Starts queued jobs while there are free workers, then publishes the counts (with
-    /// the job that just ended, if one did).
-    async fn start_ready(&mut self, service: &str, finished: Option<JobReport>) {
-        let Some(pool) = self.pools.get_mut(service) else {
-            return;
-        };
-        while pool.active < pool.spec.workers.max_active {
-            let Some(mut record) = pool.queue.pop_front() else {
-                break;
-            };
-            pool.active += 1;
-            record.state = JobState::Running;
-            self.store.record_job(record.clone());
-            let cancel = CancellationToken::new();
-            let (spec, tx, token) = (pool.spec.clone(), self.tx.clone(), cancel.clone());
-            let (id, recipe, service_name) = (record.id, record.recipe.clone(), service.to_owned());
-            tokio::spawn(async move {
-                let outcome = steps::run_steps(&spec, &recipe, &token).await;
-                let report = JobReport {
-                    service: service_name,
-                    id,
-                    recipe,
-                    outcome,
-                };
-                let _ = tx.send(Request::Done(report));
-            });
-            self.running.insert(id, Running { record, cancel });
-        }
-        let update = JobsUpdate {
-            service: service.to_owned(),
-            active: pool.active,
-            queued: pool.queue.len() as u32,
-            finished,
-        };
-        self.supervisor.jobs_changed(update).await;
-    }
-}
-
 /// `record` as it ended with `outcome`.
-fn ended(mut record: JobRecord, outcome: &JobOutcome) -> JobRecord {
+pub(super) fn ended(mut record: JobRecord, outcome: &JobOutcome) -> JobRecord {
     record.finished_us = now_us();
     match outcome {
         JobOutcome::Finished { status } => {

@@ -32,6 +32,20 @@ impl Child {
         })
     }
 
+    /// Takes over `pid`, a child of this process that an earlier program in this same
+    /// process spawned (a live re-exec keeps the children): it can be awaited and reaped
+    /// like any other. Fails when there is no such process (it was reaped already).
+    pub fn adopt(pid: u32) -> io::Result<Child> {
+        // SAFETY: pidfd_open takes (pid, flags) and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the syscall returned a fresh fd that we now own.
+        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        Child::new(pid, pidfd)
+    }
+
     /// Its PID; `None` once it has been reaped (the number may belong to another process
     /// by then), as tokio's `Child::id`.
     pub fn id(&self) -> Option<u32> {
@@ -50,6 +64,16 @@ impl Child {
             // spurious wake-up only costs one more waitid.
             ready.clear_ready();
         }
+    }
+
+    /// Resolves once it has exited, without reaping it: until [`Child::wait`], its exit
+    /// status stays with the kernel (where a live re-exec's next corrald can collect it).
+    pub async fn exited(&self) -> io::Result<()> {
+        let Some(pidfd) = &self.pidfd else {
+            return Ok(());
+        };
+        let _ready = pidfd.readable().await?;
+        Ok(())
     }
 
     /// Its status if it has exited (reaping it), else `None`.

@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod child;
 pub mod command;
+pub mod fds;
 pub mod group;
 pub mod limits;
 pub mod notify;

@@ -94,6 +94,28 @@ impl NotifySocket {
         &self.path
     }
 
+    /// The socket's descriptor, for a live re-exec to hand over (see
+    /// [`NotifySocket::inherit`]).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Takes over the socket bound at `path` that a previous corrald passed as descriptor
+    /// `fd` across `exec`: same path, same socket, so a message a service sends during the
+    /// re-exec is read, not lost.
+    pub fn inherit(path: &Path, fd: std::os::fd::RawFd) -> io::Result<NotifySocket> {
+        // SAFETY: the previous corrald passed this descriptor to us for exactly this
+        // purpose, and nothing else in this process owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        crate::process::fds::set_cloexec(&owned, true)?;
+        let std = std::os::unix::net::UnixDatagram::from(owned);
+        std.set_nonblocking(true)?;
+        Ok(NotifySocket {
+            path: path.to_owned(),
+            socket: UnixDatagram::from_std(std)?,
+        })
+    }
+
     /// Waits for the next datagram that carries its sender's credentials.
     pub async fn recv(&self) -> io::Result<Datagram> {
         loop {

@@ -5,11 +5,17 @@
 //! hand that socket to the child as its stdout and stderr. The child then writes straight to
 //! the journal, with no copy through corrald. Without journald, the output is piped back and
 //! each line is written to corrald's stderr prefixed by the service name.
+//!
+//! The pipes being copied are listed in [`FORWARDED`], so that a live re-exec of corrald can
+//! hand them to the corrald it becomes ([`forwarded`], [`resume`]): a service's output goes
+//! on being copied, and the service never writes into a pipe nobody reads.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
@@ -93,16 +99,55 @@ fn journal_stream(socket: &Path, identifier: &str) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(stream))
 }
 
+/// The pipes being copied, by descriptor, with the prefix of their lines. A std `Mutex`:
+/// held for an insert or a removal, never across an `.await`.
+static FORWARDED: Mutex<Option<HashMap<RawFd, String>>> = Mutex::new(None);
+
+fn registry<T>(f: impl FnOnce(&mut HashMap<RawFd, String>) -> T) -> T {
+    f(FORWARDED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new))
+}
+
 /// Copies a piped child's output to corrald's stderr, line by line, as `name[pid]: line`.
 /// Each stream gets its own task, which ends when the child closes its end.
 pub fn forward(name: &str, pid: u32, (stdout, stderr): (OwnedFd, OwnedFd)) {
     for stream in [stdout, stderr] {
-        match pipe::Receiver::from_owned_fd(stream) {
-            Ok(receiver) => {
-                tokio::spawn(copy_lines(format!("{name}[{pid}]: "), receiver));
-            }
-            Err(err) => tracing::warn!(service = name, pid, "cannot read its output: {err}"),
+        resume_owned(format!("{name}[{pid}]: "), stream);
+    }
+}
+
+/// The pipes being copied now (descriptor, line prefix), for a live re-exec to hand over.
+pub fn forwarded() -> Vec<(RawFd, String)> {
+    registry(|fds| fds.iter().map(|(fd, p)| (*fd, p.clone())).collect())
+}
+
+/// Goes on copying pipe `fd`, handed over by the corrald this one re-executed from.
+///
+/// # Safety
+/// `fd` must be an open pipe descriptor that nothing else in this process owns.
+pub unsafe fn resume(fd: RawFd, prefix: String) {
+    // SAFETY: as the caller promises.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = super::fds::set_cloexec(&owned, true);
+    resume_owned(prefix, owned);
+}
+
+fn resume_owned(prefix: String, stream: OwnedFd) {
+    let fd = stream.as_raw_fd();
+    match pipe::Receiver::from_owned_fd(stream) {
+        Ok(mut receiver) => {
+            registry(|fds| fds.insert(fd, prefix.clone()));
+            tokio::spawn(async move {
+                copy_lines(prefix, &mut receiver).await;
+                // Unlisted while still open, so a new pipe that gets the same number
+                // after the close is never unlisted by mistake.
+                registry(|fds| fds.remove(&fd));
+                drop(receiver);
+            });
         }
+        Err(err) => tracing::warn!("cannot read the output of {prefix}: {err}"),
     }
 }
 

@@ -41,7 +41,7 @@ pub struct DesiredRecord {
 }
 
 /// Where a job is in its life (the strings are `Manager.ListJobs`'s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum JobState {
     Queued,
     Running,
@@ -80,7 +80,7 @@ impl JobState {
 
 /// One job, as `Manager.ListJobs` reports it. Recording a job again with the same `id`
 /// replaces the row (queued → running → finished).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobRecord {
     pub id: u64,
     pub service: String,

@@ -10,14 +10,13 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
 use super::Durable;
-use super::batch::{Batch, BatchKind};
+use super::batch::Batch;
 use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
 use super::{Command, JobsUpdate, Reply, ServiceSummary, Settings};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{Event, ServiceStatus, Summary, now_usec};
-use crate::store::Desired;
 
 /// What a Pause/Resume/Kill asks for.
 #[derive(Debug, Clone, Copy)]
@@ -31,19 +30,26 @@ pub(super) struct Supervisor {
     pub(super) settings: Settings,
     pub(super) units: BTreeMap<String, Unit>,
     /// This peer and the groups, for `NotServedHere` messages.
-    host: String,
-    groups: BTreeMap<String, Group>,
+    pub(super) host: String,
+    pub(super) groups: BTreeMap<String, Group>,
     pub(super) internal_tx: mpsc::UnboundedSender<Internal>,
-    internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
-    next_run_id: u64,
+    pub(super) internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
+    pub(super) next_run_id: u64,
+    /// Frozen for a live re-exec: commands and process events wait.
+    pub(super) frozen: bool,
+    pub(super) frozen_events: Vec<Internal>,
+    /// The notify socket's descriptor, handed over by a live re-exec.
+    pub(super) notify_fd: Option<std::os::fd::RawFd>,
+    /// What the corrald this one re-executed from left each unit in, until it is defined.
+    pub(super) inherited: HashMap<String, super::reexec::UnitState>,
     pub(super) batches: HashMap<u64, Batch>,
     pub(super) next_batch_id: u64,
     /// Batch members released and waiting to be launched by the loop. A queue rather than
     /// a recursive call, because launching can settle at once and release more members.
     pub(super) ready: VecDeque<(u64, String)>,
     /// While a reload is applied, client commands that change state wait here.
-    reloading: bool,
-    deferred: VecDeque<Command>,
+    pub(super) reloading: bool,
+    pub(super) deferred: VecDeque<Command>,
     /// The notify socket's path for `NOTIFY_SOCKET`, or why there is none.
     pub(super) notify_socket: Result<PathBuf, String>,
     /// The service each tracked PID belongs to: main PIDs and process-group leaders of the
@@ -52,11 +58,11 @@ pub(super) struct Supervisor {
     /// Runs that survived the last corrald, by service, until each is adopted or stopped.
     pub(super) recovered: HashMap<String, crate::store::RunRecord>,
     /// corrald is shutting down: services go, but their desired states stay.
-    shutting_down: bool,
+    pub(super) shutting_down: bool,
     /// Desired states loaded at start-up whose services are not defined yet.
     pub(super) desired_unclaimed: HashMap<String, crate::store::DesiredRecord>,
-    summary: Summary,
-    summary_tx: watch::Sender<Summary>,
+    pub(super) summary: Summary,
+    pub(super) summary_tx: watch::Sender<Summary>,
 }
 
 impl Supervisor {
@@ -66,7 +72,24 @@ impl Supervisor {
         summary_tx: watch::Sender<Summary>,
     ) -> Supervisor {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
-        let notify_socket = super::notify::listen(&settings.runtime_dir, &internal_tx);
+        let inherited = durable.inherited;
+        let notify_socket = super::notify::listen(
+            &settings.runtime_dir,
+            inherited.as_ref().and_then(|state| state.notify_fd),
+            &internal_tx,
+        );
+        let notify_fd = notify_socket.as_ref().ok().map(|(_, fd)| *fd);
+        let notify_socket = notify_socket.map(|(path, _)| path);
+        let next_run_id = inherited.as_ref().map_or(1, |state| state.next_run_id);
+        let inherited = inherited
+            .map(|state| {
+                state
+                    .units
+                    .into_iter()
+                    .map(|unit| (unit.name.clone(), unit))
+                    .collect()
+            })
+            .unwrap_or_default();
         Supervisor {
             settings,
             units: BTreeMap::new(),
@@ -74,7 +97,11 @@ impl Supervisor {
             groups: BTreeMap::new(),
             internal_tx,
             internal_rx: Some(internal_rx),
-            next_run_id: 1,
+            next_run_id,
+            frozen: false,
+            frozen_events: Vec::new(),
+            notify_fd,
+            inherited,
             batches: HashMap::new(),
             next_batch_id: 1,
             ready: VecDeque::new(),
@@ -106,159 +133,17 @@ impl Supervisor {
         }
     }
 
+    /// The last run id handed out.
+    pub(super) fn next_run_id(&self) -> u64 {
+        self.next_run_id
+    }
+
     pub(super) fn new_run_id(&mut self) -> u64 {
         self.next_run_id += 1;
         self.next_run_id
     }
 
-    fn handle_command(&mut self, command: Command) {
-        if self.reloading && changes_state(&command) {
-            self.deferred.push_back(command);
-            return;
-        }
-        match command {
-            Command::Start(name, by, reply) => match self.check_served(&name) {
-                Ok(()) => {
-                    // A start by hand clears the start limit, like `systemctl reset-failed`.
-                    if let Some(unit) = self.units.get_mut(&name) {
-                        unit.restarts = Default::default();
-                    }
-                    self.record_desired(&name, Desired::Started, &by);
-                    self.start_unit(&name, Waiter::Reply(reply));
-                }
-                Err(err) => drop(reply.send(Err(err))),
-            },
-            Command::Stop(name, by, reply) => match self.check_exists(&name) {
-                Ok(()) => {
-                    self.record_desired(&name, Desired::Stopped, &by);
-                    self.stop_unit(&name, Waiter::Reply(reply))
-                }
-                Err(err) => drop(reply.send(Err(err))),
-            },
-            Command::Restart(name, by, reply) => match self.check_served(&name) {
-                Ok(()) => {
-                    self.record_desired(&name, Desired::Started, &by);
-                    self.restart_unit(&name, reply)
-                }
-                Err(err) => drop(reply.send(Err(err))),
-            },
-            Command::Revert(name, reply) => {
-                let result = self.check_exists(&name);
-                if result.is_ok() {
-                    self.revert_desired(&name);
-                }
-                let _ = reply.send(result);
-            }
-            Command::Pause(name, reply) => self.signal_command(&name, SignalAction::Pause, reply),
-            Command::Resume(name, reply) => self.signal_command(&name, SignalAction::Resume, reply),
-            Command::Kill(name, signal, reply) => {
-                self.signal_command(&name, SignalAction::Kill(signal), reply)
-            }
-            Command::Exists(name, reply) => drop(reply.send(self.check_exists(&name))),
-            Command::Served(name, reply) => drop(reply.send(self.check_served(&name))),
-            Command::List(reply) => drop(reply.send(self.list())),
-            Command::Ping(reply) => drop(reply.send(())),
-            Command::BeginReload(reply) => {
-                self.reloading = true;
-                let _ = reply.send(());
-            }
-            Command::EndReload(reply) => {
-                self.reloading = false;
-                let _ = reply.send(());
-                while let Some(command) = self.deferred.pop_front() {
-                    self.handle_command(command);
-                }
-            }
-            Command::SetPlacement {
-                host,
-                groups,
-                reply,
-            } => {
-                self.host = host;
-                self.groups = groups;
-                let _ = reply.send(());
-            }
-            Command::Define {
-                name,
-                spec,
-                served,
-                reply,
-            } => {
-                if !self.units.contains_key(&name) {
-                    let mut unit = Unit::new(name.clone(), spec, served);
-                    unit.desired = self.desired_unclaimed.remove(&name);
-                    unit.published = std::sync::Arc::new(unit.snapshot(now_usec()));
-                    unit.status_tx.send_replace(unit.published.clone());
-                    self.summary.add(unit.published.active);
-                    self.summary_tx.send_replace(self.summary.clone());
-                    self.units.insert(name, unit);
-                }
-                let _ = reply.send(());
-            }
-            Command::Redefine { name, spec, reply } => {
-                if let Some(unit) = self.units.get_mut(&name) {
-                    unit.spec = Arc::new(spec);
-                }
-                self.publish(&name);
-                let _ = reply.send(());
-            }
-            Command::SetServed {
-                names,
-                served,
-                reply,
-            } => {
-                for name in &names {
-                    if let Some(unit) = self.units.get_mut(name) {
-                        unit.served = served;
-                    }
-                    self.publish(name);
-                }
-                let _ = reply.send(());
-            }
-            Command::StartBatch(names, reply) => self.begin_batch(BatchKind::Start, names, reply),
-            Command::StopBatch(names, reply) => self.begin_batch(BatchKind::Stop, names, reply),
-            Command::WantedAtStart(names, reply) => drop(reply.send(self.wanted_at_start(names))),
-            Command::ShuttingDown(reply) => {
-                self.shutting_down = true;
-                let _ = reply.send(());
-            }
-            Command::SettleRecovered(reply) => {
-                self.settle_recovered();
-                let _ = reply.send(());
-            }
-            Command::RunningAmong(names, reply) => {
-                let running = names
-                    .into_iter()
-                    .filter(|n| self.units.get(n).is_some_and(|u| u.run().is_some()))
-                    .collect();
-                let _ = reply.send(running);
-            }
-            Command::Undefine(names, reply) => {
-                for name in names {
-                    self.undefine(&name);
-                }
-                let _ = reply.send(());
-            }
-            Command::Spec(name, reply) => {
-                let spec = self
-                    .check_served(&name)
-                    .map(|()| self.units[&name].spec.clone());
-                let _ = reply.send(spec);
-            }
-            Command::Subscribe(name, reply) => {
-                let _ = reply.send(self.units.get(&name).map(|u| u.status_tx.subscribe()));
-            }
-            Command::Jobs(update) => self.jobs_changed(update),
-            Command::SetOnline(name, online) => {
-                if let Some(unit) = self.units.get_mut(&name) {
-                    unit.online = online;
-                }
-                self.publish(&name);
-            }
-        }
-    }
-
-    fn check_exists(&self, name: &str) -> CommandResult {
+    pub(super) fn check_exists(&self, name: &str) -> CommandResult {
         if self.units.contains_key(name) {
             Ok(())
         } else {
@@ -266,7 +151,7 @@ impl Supervisor {
         }
     }
 
-    fn check_served(&self, name: &str) -> CommandResult {
+    pub(super) fn check_served(&self, name: &str) -> CommandResult {
         let unit = self
             .units
             .get(name)
@@ -287,7 +172,7 @@ impl Supervisor {
         })
     }
 
-    fn list(&self) -> Vec<ServiceSummary> {
+    pub(super) fn list(&self) -> Vec<ServiceSummary> {
         self.units
             .values()
             .map(|unit| {
@@ -303,7 +188,7 @@ impl Supervisor {
             .collect()
     }
 
-    fn undefine(&mut self, name: &str) {
+    pub(super) fn undefine(&mut self, name: &str) {
         let Some(mut unit) = self.units.remove(name) else {
             return;
         };
@@ -374,7 +259,7 @@ impl Supervisor {
 
     /// The jobs actor's news: counts first, then the ended job's signal, in that order on
     /// the one event stream.
-    fn jobs_changed(&mut self, update: JobsUpdate) {
+    pub(super) fn jobs_changed(&mut self, update: JobsUpdate) {
         let JobsUpdate {
             service,
             active,
@@ -391,23 +276,9 @@ impl Supervisor {
         }
     }
 
-    fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
+    pub(super) fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
         let result = self.signal_unit(name, action);
         self.publish(name);
         let _ = reply.send(result);
     }
-}
-
-/// Client commands that change a service's state; held back while a reload is applied.
-fn changes_state(command: &Command) -> bool {
-    matches!(
-        command,
-        Command::Start(..)
-            | Command::Stop(..)
-            | Command::Restart(..)
-            | Command::Revert(..)
-            | Command::Pause(..)
-            | Command::Resume(..)
-            | Command::Kill(..)
-    )
 }

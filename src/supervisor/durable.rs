@@ -26,6 +26,8 @@ pub struct Durable {
     pub desired: HashMap<String, DesiredRecord>,
     /// Service name → its run when the last corrald stopped or died.
     pub runs: HashMap<String, RunRecord>,
+    /// What a corrald that re-executed into this one handed over (a live re-exec).
+    pub inherited: Option<super::reexec::SupervisorState>,
 }
 
 impl Supervisor {
@@ -131,6 +133,7 @@ impl Supervisor {
             started: now,
             timer: None,
             exit_watched: true,
+            child: None,
         };
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         tracing::info!(
@@ -151,6 +154,15 @@ impl Supervisor {
     /// served here, stopped by request, removed from the configuration) is stopped, and
     /// desired states of services that no longer exist are forgotten.
     pub(super) fn settle_recovered(&mut self) {
+        for unit in self.units.values_mut() {
+            unit.taken_over = false;
+        }
+        // Units a re-executed corrald had that the configuration no longer defines.
+        for (name, state) in std::mem::take(&mut self.inherited) {
+            if let Some(record) = super::reexec::as_record(&state) {
+                self.recovered.insert(name, record);
+            }
+        }
         let now = Instant::now();
         for (name, record) in std::mem::take(&mut self.recovered) {
             let known = self

@@ -7,11 +7,10 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::task::AbortHandle;
 
 use super::actor::Supervisor;
 use super::internal::Internal;
-use super::unit::Phase;
+use super::unit::{Phase, Timer};
 use crate::config::RestartPolicy;
 use crate::error::CommandError;
 use crate::process::exit_code;
@@ -114,6 +113,7 @@ impl Supervisor {
         match &mut unit.phase {
             Phase::Starting(run) if status.is_some_and(|s| s.success()) => {
                 run.exit_watched = false;
+                run.child = None;
                 self.read_pidfile(name, run_id)
             }
             // Failed launcher, or a stop that raced the fork: the run is over.
@@ -165,14 +165,16 @@ impl Supervisor {
         self.launch(name);
     }
 
-    /// Sends `event` to the supervisor after `after`; abort the handle to cancel.
-    pub(super) fn timer(&self, after: Duration, event: Internal) -> AbortHandle {
+    /// Sends `event` to the supervisor after `after`; abort the timer to cancel.
+    pub(super) fn timer(&self, after: Duration, event: Internal) -> Timer {
         let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
+        let due = tokio::time::Instant::now() + after;
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep_until(due).await;
             let _ = tx.send(event);
         })
-        .abort_handle()
+        .abort_handle();
+        Timer { handle, due }
     }
 }
 

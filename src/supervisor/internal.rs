@@ -51,6 +51,10 @@ pub(super) enum Internal {
 
 impl Supervisor {
     pub(super) fn handle_internal(&mut self, event: Internal) {
+        if self.frozen {
+            self.frozen_events.push(event);
+            return;
+        }
         match event {
             Internal::Exited { name, run, status } => self.on_exit(&name, run, status),
             Internal::GroupEmptied { name, run, status } => self.on_run_over(&name, run, status),

@@ -11,11 +11,13 @@
 
 mod actor;
 mod batch;
+mod commands;
 mod durable;
 mod exit;
 mod internal;
 mod launch;
 mod notify;
+pub mod reexec;
 mod start;
 mod stop;
 #[cfg(test)]
@@ -116,6 +118,10 @@ pub(crate) enum Command {
     SettleRecovered(oneshot::Sender<()>),
     /// corrald is going down: the services it removes keep their desired states.
     ShuttingDown(oneshot::Sender<()>),
+    /// A live re-exec: write the runtime state out and stop acting until `Thaw`.
+    Freeze(oneshot::Sender<reexec::SupervisorState>),
+    /// The re-exec failed: carry on.
+    Thaw(oneshot::Sender<()>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
     Jobs(JobsUpdate),
@@ -343,6 +349,17 @@ impl Handle {
     /// After start-up: what survived the last corrald but is not to run now is stopped.
     pub async fn settle_recovered(&self) {
         self.ask(Command::SettleRecovered).await;
+    }
+
+    /// A live re-exec begins: the supervisor's runtime state, and it stops acting (its
+    /// commands and process events wait) until [`Handle::thaw`] or the exec.
+    pub async fn freeze(&self) -> Option<reexec::SupervisorState> {
+        self.ask(Command::Freeze).await
+    }
+
+    /// The re-exec failed: the supervisor carries on.
+    pub async fn thaw(&self) {
+        self.ask(Command::Thaw).await;
     }
 
     /// Before `Down`: the services it removes keep their desired states for next time.

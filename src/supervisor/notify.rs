@@ -7,6 +7,7 @@
 //! `NotifyAccess=all`, bounded to the service's own processes: a helper the daemon forks
 //! may report for it, another user's process may not.
 
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Pid, getpgid};
@@ -17,19 +18,27 @@ use super::internal::Internal;
 use super::unit::Run;
 use crate::process::notify::{Datagram, NotifyMessage, NotifySocket};
 
-/// Binds `<runtime_dir>/notify` and starts the task that hands its datagrams to the
-/// supervisor. Returns the path for `NOTIFY_SOCKET`, or why there is none (then notify-type
-/// services fail to start with that reason; everything else works).
+/// Binds `<runtime_dir>/notify` (or takes over `inherited`, the socket a previous corrald
+/// passed across a live re-exec) and starts the task that hands its datagrams to the
+/// supervisor. Returns the path for `NOTIFY_SOCKET` and the socket's descriptor, or why
+/// there is none (then notify-type services fail to start with that reason; everything
+/// else works).
 pub(super) fn listen(
     runtime_dir: &Path,
+    inherited: Option<RawFd>,
     supervisor: &mpsc::UnboundedSender<Internal>,
-) -> Result<PathBuf, String> {
+) -> Result<(PathBuf, RawFd), String> {
     let path = runtime_dir.join("notify");
-    let socket = NotifySocket::bind(&path).map_err(|err| {
+    let socket = match inherited {
+        Some(fd) => NotifySocket::inherit(&path, fd),
+        None => NotifySocket::bind(&path),
+    }
+    .map_err(|err| {
         let why = format!("cannot create the notify socket {}: {err}", path.display());
         tracing::error!("{why}");
         why
     })?;
+    let fd = socket.raw_fd();
     let tx = supervisor.clone();
     tokio::spawn(async move {
         // The socket lives as long as this task, which ends with the supervisor.
@@ -48,7 +57,7 @@ pub(super) fn listen(
             }
         }
     });
-    Ok(path)
+    Ok((path, fd))
 }
 
 impl Supervisor {

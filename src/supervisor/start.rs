@@ -29,6 +29,11 @@ impl Supervisor {
         };
         match &unit.phase {
             Phase::Running { .. } => self.resolve(name, waiter, Ok(())),
+            // Taken over mid-start by a live re-exec: the start-up batch does not wait for
+            // it (its own waiters were the previous corrald's).
+            Phase::Starting(_) if unit.taken_over && matches!(waiter, Waiter::Batch(_)) => {
+                self.resolve(name, waiter, Ok(()))
+            }
             Phase::Starting(_) => unit.start_waiters.push(waiter),
             Phase::Stopping { .. } => {
                 unit.start_waiters.push(waiter);
@@ -165,6 +170,7 @@ impl Supervisor {
             started: now,
             timer: None,
             exit_watched: true,
+            child: Some(pid),
         };
         self.track(name, [Some(pid)]);
         let unit = self.units.get_mut(name).expect("unit exists");
@@ -200,6 +206,7 @@ impl Supervisor {
             started: now,
             timer: None,
             exit_watched: true,
+            child: None,
         };
         self.track(name, [Some(run.main_pid), run.main_group]);
         tracing::info!(

@@ -30,11 +30,15 @@ pub struct Run {
     /// When the process was spawned; a run that lasts long resets the back-off.
     pub started: Instant,
     /// The pending start or stop timeout.
-    pub timer: Option<AbortHandle>,
+    pub timer: Option<Timer>,
     /// A task awaits the main process's exit and will report it. False only while a
     /// forking service's launcher is gone and its pidfile not read yet: then nothing would
     /// report the end of a stop, so the stop path looks for itself.
     pub exit_watched: bool,
+    /// The process corrald spawned for this run while it is not reaped: corrald's child,
+    /// whose exit status a live re-exec can still collect. `None` for adopted runs and
+    /// once a forking launcher has exited.
+    pub child: Option<u32>,
 }
 
 impl Run {
@@ -43,6 +47,20 @@ impl Run {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
+    }
+}
+
+/// A pending timer of the supervisor's, with when it fires (a live re-exec carries what is
+/// left of it over).
+#[derive(Debug)]
+pub struct Timer {
+    pub handle: AbortHandle,
+    pub due: Instant,
+}
+
+impl Timer {
+    pub fn abort(&self) {
+        self.handle.abort();
     }
 }
 
@@ -74,7 +92,7 @@ pub enum Phase {
     },
     /// Waiting out the restart delay; `attempt` tags the timer's event.
     AutoRestart {
-        timer: AbortHandle,
+        timer: Timer,
         attempt: u64,
     },
 }
@@ -146,6 +164,8 @@ pub struct Unit {
     /// What a client last asked for (`Start`/`Stop`), kept in the state store; overrides
     /// `autostart`.
     pub desired: Option<DesiredRecord>,
+    /// Taken over from the previous corrald by a live re-exec, until start-up is done.
+    pub taken_over: bool,
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
@@ -171,6 +191,7 @@ impl Unit {
             status_text: String::new(),
             online: false,
             desired: None,
+            taken_over: false,
             active_jobs: 0,
             queued_jobs: 0,
             published: Arc::new(placeholder_status()),

@@ -55,6 +55,11 @@ impl Applier {
         self.generation
     }
 
+    /// Continues from `generation` (a live re-exec: the next applied is `generation + 1`).
+    pub fn continue_from(&mut self, generation: u64) {
+        self.generation = generation;
+    }
+
     /// Applies `new` in DESIGN.md's order. Client commands that change state are held back
     /// meanwhile, so they see the old or the new configuration, never half of each.
     pub async fn apply(&mut self, new: Config) -> Applied {

@@ -27,6 +27,14 @@ pub type Loader = Arc<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
 enum Request {
     Reload(Option<oneshot::Sender<CommandResult<Vec<Transition>>>>),
     Shutdown(oneshot::Sender<()>),
+    /// Hold: no reload starts until the `Held` is dropped (a live re-exec).
+    Hold(oneshot::Sender<Held>),
+}
+
+/// While this lives, no reload runs; it carries the configuration generation applied.
+pub struct Held {
+    pub generation: u64,
+    _release: oneshot::Sender<()>,
 }
 
 /// A cheap handle on the reloader task.
@@ -66,6 +74,16 @@ impl ReloadHandle {
         let _ = self.0.try_send(Request::Reload(None));
     }
 
+    /// Waits until no reload runs and keeps it so while the returned [`Held`] lives.
+    pub async fn hold(&self) -> CommandResult<Held> {
+        let (tx, rx) = oneshot::channel();
+        self.0
+            .send(Request::Hold(tx))
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        rx.await.map_err(|_| CommandError::ShuttingDown)
+    }
+
     /// Applies the empty configuration (`Down`): every service stopped in reverse
     /// dependency order and its object removed. Returns when done.
     pub async fn shutdown(&self) {
@@ -91,6 +109,17 @@ async fn run(
                 observer.reloaded();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
+                }
+            }
+            Request::Hold(reply) => {
+                let (release, released) = oneshot::channel();
+                let held = Held {
+                    generation: applier.generation(),
+                    _release: release,
+                };
+                if reply.send(held).is_ok() {
+                    // Resolves when the holder drops it (or the process execs meanwhile).
+                    let _ = released.await;
                 }
             }
             Request::Shutdown(reply) => {
