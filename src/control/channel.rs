@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -267,7 +267,7 @@ impl Connection {
                 read = frames.next() => match read {
                     // Awaits room for a notification: a full relay stops this reading,
                     // which holds back the service (see upcall::relay).
-                    Ok(true) => self.dispatch(&frames.line, &mut pending).await,
+                    Ok(true) => self.dispatch(frames.line(), &mut pending).await,
                     Ok(false) => break "the service closed the connection",
                     Err(ReadError::TooLong) => tracing::warn!(service = self.service, "dropped a control frame: {}", FrameError::TooLong),
                     Err(ReadError::Io(err)) => {
@@ -328,16 +328,20 @@ impl Connection {
     }
 }
 
-enum ReadError {
+/// Why [`FrameReader::next`] returned no frame.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A frame longer than [`MAX_FRAME`] was skipped; the stream goes on after it.
     TooLong,
+    /// Reading the stream failed.
     Io(std::io::Error),
 }
 
 /// Splits the control stream into `\n`-terminated frames. Its state lives here, not in a
 /// future, so `next` is cancel-safe: `serve` polls it in a `select!` that drops it whenever
 /// a call or a status change comes first, and a frame read half-way is kept, not lost.
-struct FrameReader {
-    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+pub struct FrameReader<R> {
+    reader: BufReader<R>,
     /// The frame so far (without the newline).
     line: Vec<u8>,
     /// `line` holds a whole frame that was returned: start afresh on the next call.
@@ -346,8 +350,8 @@ struct FrameReader {
     too_long: bool,
 }
 
-impl FrameReader {
-    fn new(read: tokio::net::unix::OwnedReadHalf) -> FrameReader {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(read: R) -> FrameReader<R> {
         FrameReader {
             reader: BufReader::new(read),
             line: Vec::new(),
@@ -359,7 +363,7 @@ impl FrameReader {
     /// The next frame (in `self.line`): `Ok(false)` at end of stream. A frame longer than
     /// [`MAX_FRAME`] is skipped up to its newline and reported, without ever holding more
     /// than `MAX_FRAME` bytes.
-    async fn next(&mut self) -> Result<bool, ReadError> {
+    pub async fn next(&mut self) -> Result<bool, ReadError> {
         if self.complete {
             self.line.clear();
             self.complete = false;
@@ -391,6 +395,11 @@ impl FrameReader {
                 };
             }
         }
+    }
+
+    /// The frame the last `Ok(true)` returned, without its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.line
     }
 }
 

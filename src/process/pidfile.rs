@@ -15,7 +15,9 @@ pub fn read(path: &Path) -> io::Result<u32> {
     })
 }
 
-fn parse(text: &str) -> Option<u32> {
+/// The PID a pidfile's `text` holds: one decimal number, surrounding whitespace allowed;
+/// `None` for anything else, and for PID 1 (init is never a service's process).
+pub fn parse(text: &str) -> Option<u32> {
     text.trim().parse::<u32>().ok().filter(|&pid| pid > 1)
 }
 
