@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid, chown};
 use tokio::net::UnixDatagram;
 
+use crate::process::parse_pid;
+
 /// One `KEY=VALUE` line of the sd_notify protocol that corrald acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotifyMessage {
@@ -34,11 +36,7 @@ pub fn parse(datagram: &[u8]) -> Vec<NotifyMessage> {
                 "READY" if value == "1" => Some(NotifyMessage::Ready),
                 "STATUS" => Some(NotifyMessage::Status(value.to_owned())),
                 "STOPPING" if value == "1" => Some(NotifyMessage::Stopping),
-                "MAINPID" => value
-                    .parse()
-                    .ok()
-                    .filter(|&pid| pid > 1)
-                    .map(NotifyMessage::MainPid),
+                "MAINPID" => parse_pid(value).map(NotifyMessage::MainPid),
                 _ => None,
             }
         })
@@ -108,6 +106,20 @@ mod tests {
         assert_eq!(
             parse(b"STATUS="),
             vec![NotifyMessage::Status(String::new())]
+        );
+    }
+
+    #[test]
+    fn mainpid_beyond_pid_t_is_ignored() {
+        // Found by the notify fuzz target: MAINPID=4294967295 was taken as the main PID,
+        // and stopping the service then sent SIGTERM to pid_t -1: every process.
+        for pid in ["4294967295", "4294967294", "2147483648", "4004325263"] {
+            let datagram = format!("MAINPID={pid}\nREADY=1");
+            assert_eq!(parse(datagram.as_bytes()), vec![NotifyMessage::Ready]);
+        }
+        assert_eq!(
+            parse(b"MAINPID=2147483647"),
+            vec![NotifyMessage::MainPid(2147483647)]
         );
     }
 
