@@ -27,9 +27,12 @@ pub enum NotifyMessage {
 }
 
 /// Parses one datagram; unknown or malformed lines are skipped (the protocol says so).
+/// Lines end at `\n`; carriage returns before it are dropped from every line alike, so a
+/// sender's `\r\n` does not end up in a `STATUS=` text.
 pub fn parse(datagram: &[u8]) -> Vec<NotifyMessage> {
     let text = String::from_utf8_lossy(datagram);
-    text.lines()
+    text.split('\n')
+        .map(|line| line.trim_end_matches('\r'))
         .filter_map(|line| {
             let (key, value) = line.split_once('=')?;
             match key {
@@ -106,6 +109,24 @@ mod tests {
         assert_eq!(
             parse(b"STATUS="),
             vec![NotifyMessage::Status(String::new())]
+        );
+    }
+
+    #[test]
+    fn status_loses_its_carriage_returns_on_the_last_line_too() {
+        // Found by the notify fuzz target: "STATUS=x\r" kept its "\r" as the last line of
+        // a datagram but lost it before a "\n", so the text depended on what followed.
+        for datagram in [
+            &b"STATUS=x\r"[..],
+            b"STATUS=x\r\n",
+            b"STATUS=x\r\r\nREADY=1",
+        ] {
+            assert_eq!(parse(datagram)[0], NotifyMessage::Status("x".into()));
+        }
+        assert_eq!(parse(b"READY=1\r"), vec![NotifyMessage::Ready]);
+        assert_eq!(
+            parse(b"STATUS=a\rb\n"),
+            vec![NotifyMessage::Status("a\rb".into())]
         );
     }
 
