@@ -346,23 +346,33 @@ pub struct FrameReader<R> {
     line: Vec<u8>,
     /// `line` holds a whole frame that was returned: start afresh on the next call.
     complete: bool,
-    /// The frame being read passed [`MAX_FRAME`]: skip it up to its newline.
+    /// The frame being read passed `limit`: skip it up to its newline.
     too_long: bool,
+    /// The longest frame, newline included: [`MAX_FRAME`] on a control channel.
+    limit: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader of control-channel frames: at most [`MAX_FRAME`] bytes each.
     pub fn new(read: R) -> FrameReader<R> {
+        FrameReader::with_limit(read, MAX_FRAME)
+    }
+
+    /// A reader of frames of at most `limit` bytes, newline included. (The fuzz target
+    /// uses small limits, where every edge of the limit is a few bytes away.)
+    pub fn with_limit(read: R, limit: usize) -> FrameReader<R> {
         FrameReader {
             reader: BufReader::new(read),
             line: Vec::new(),
             complete: false,
             too_long: false,
+            limit,
         }
     }
 
     /// The next frame (in `self.line`): `Ok(false)` at end of stream. A frame longer than
-    /// [`MAX_FRAME`] is skipped up to its newline and reported, without ever holding more
-    /// than `MAX_FRAME` bytes.
+    /// the limit is skipped up to its newline and reported, without ever holding more
+    /// than the limit.
     pub async fn next(&mut self) -> Result<bool, ReadError> {
         if self.complete {
             self.line.clear();
@@ -378,7 +388,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Some(end) => (&buffer[..end], Some(end + 1)),
                 None => (buffer, None),
             };
-            if !self.too_long && self.line.len() + chunk.len() < MAX_FRAME {
+            if !self.too_long && self.line.len() + chunk.len() < self.limit {
                 self.line.extend_from_slice(chunk);
             } else {
                 self.too_long = true;
