@@ -33,10 +33,15 @@ pub fn escape_label(name: &str) -> String {
     label
 }
 
-/// Reverses [`escape_label`]; `None` when `label` is not a valid escaped label.
+/// Reverses [`escape_label`]; `None` when `label` is not a label `escape_label` makes. Only
+/// its own spelling is accepted (not `""`, not `_41` for `A`), so a name has one label and
+/// no two object paths can name one service.
 pub fn unescape_label(label: &str) -> Option<String> {
-    if label == "_" {
-        return Some(String::new());
+    match label {
+        "_" => return Some(String::new()),
+        // No object-path element is empty; the empty name is `_`.
+        "" => return None,
+        _ => {}
     }
     let bytes = label.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -51,7 +56,11 @@ pub fn unescape_label(label: &str) -> Option<String> {
                 {
                     return None;
                 }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                let byte = u8::from_str_radix(hex, 16).ok()?;
+                if byte.is_ascii_alphanumeric() {
+                    return None;
+                }
+                out.push(byte);
                 i += 3;
             }
             b if b.is_ascii_alphanumeric() => {
@@ -98,6 +107,16 @@ mod tests {
         assert_eq!(unescape_label("bad-label"), None);
         assert_eq!(unescape_label("_2"), None);
         assert_eq!(unescape_label("_ZZ"), None);
+    }
+
+    #[test]
+    fn unescape_refuses_labels_escape_never_makes() {
+        // Found by the bus_label fuzz target: "" and "_41" unescaped to "" and "A", whose
+        // labels are "_" and "A", so two object paths could stand for one service.
+        assert_eq!(unescape_label(""), None);
+        assert_eq!(unescape_label("_41"), None);
+        assert_eq!(unescape_label("a_30"), None);
+        assert_eq!(unescape_label("_5f_2d"), Some("_-".to_owned()));
     }
 
     #[test]

@@ -44,9 +44,15 @@ pub enum ConfigSource {
 /// Parses and validates one configuration file given as text; `file` names it in errors.
 /// References (`after`, `group`) must be satisfied within this one file.
 pub fn parse_str(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
-    let mut errors = Vec::new();
-    let document = parse_document(SourceText::new(file, text.to_owned()), &mut errors);
-    validate(&[document], errors, file)
+    parse_texts(&[(file.to_owned(), text.to_owned())], file)
+}
+
+/// Parses, merges and validates the files of one configuration given as `(path, text)` in
+/// reading order, exactly as [`load`] does once it has read them; `main_file` is named by
+/// errors about the configuration as a whole.
+pub fn parse_texts(files: &[(PathBuf, String)], main_file: &Path) -> Result<Config, ConfigErrors> {
+    let texts = files.iter().map(|(path, text)| (path, Ok(text.clone())));
+    validate_texts(texts, main_file)
 }
 
 /// Reads, merges and validates the configuration of `source`. On failure, returns every
@@ -64,10 +70,19 @@ pub fn load(source: &ConfigSource) -> Result<Config, ConfigErrors> {
 /// Reads `paths` in order and validates them together; `main_file` is named by errors
 /// about the configuration as a whole.
 fn read_and_validate(paths: &[PathBuf], main_file: &Path) -> Result<Config, ConfigErrors> {
+    let texts = paths.iter().map(|path| (path, fs::read_to_string(path)));
+    validate_texts(texts, main_file)
+}
+
+/// Parses each file's text (or reports why it could not be read) and validates them
+/// together: the one path from file contents to a [`Config`].
+fn validate_texts<'a>(
+    texts: impl Iterator<Item = (&'a PathBuf, io::Result<String>)>,
+    main_file: &Path,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
-    let documents: Vec<RawDocument> = paths
-        .iter()
-        .map(|path| match fs::read_to_string(path) {
+    let documents: Vec<RawDocument> = texts
+        .map(|(path, text)| match text {
             Ok(text) => parse_document(SourceText::new(path, text), &mut errors),
             Err(error) => {
                 errors.push(ConfigError::whole_file(
@@ -310,6 +325,27 @@ mod tests {
                 .to_string()
                 .starts_with("/tmp/x.toml:1:11: service \"x\": missing required key \"exec\"")
         );
+    }
+
+    #[test]
+    fn parse_texts_reads_like_load_of_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("corral.toml");
+        let drop_in = dir.path().join("corral.d/b.toml");
+        let main_text = format!("[groups.g]\npeer = \"p\"\n{}", service("a"));
+        let drop_in_text = format!("{}group = \"g\"\nafter = [\"a\"]\n", service("b"));
+        write(&main, &main_text);
+        write(&drop_in, &drop_in_text);
+        let texts = [(main.clone(), main_text), (drop_in.clone(), drop_in_text)];
+        let loaded = load(&ConfigSource::Path(main.clone())).unwrap();
+        assert_eq!(parse_texts(&texts, &main), Ok(loaded));
+
+        // And the same errors, each naming its file: "a" defined twice.
+        write(&drop_in, &service("a"));
+        let texts = [texts[0].clone(), (drop_in.clone(), service("a"))];
+        let errors = load(&ConfigSource::Path(main.clone())).unwrap_err();
+        assert_eq!(parse_texts(&texts, &main), Err(errors.clone()));
+        assert_eq!(errors.0[0].file, drop_in);
     }
 
     #[test]

@@ -371,7 +371,7 @@ impl Connection {
                 read = frames.next() => match read {
                     // Awaits room for a notification: a full relay stops this reading,
                     // which holds back the service (see upcall::relay).
-                    Ok(true) => self.dispatch(&frames.line, &mut pending).await,
+                    Ok(true) => self.dispatch(frames.line(), &mut pending).await,
                     Ok(false) => break "the service closed the connection",
                     Err(ReadError::TooLong) => tracing::warn!(service = self.service, "dropped a control frame: {}", FrameError::TooLong),
                     Err(ReadError::Io(err)) => {

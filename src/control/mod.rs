@@ -6,7 +6,7 @@
 pub mod channel;
 pub mod frame;
 pub mod peer;
-mod reader;
+pub mod reader;
 pub mod registry;
 
 pub use channel::{CallError, ControlHandle, Notification};

@@ -1,42 +1,57 @@
 //! Reading the control stream as `\n`-terminated frames of at most [`MAX_FRAME`] bytes,
-//! cancel-safely (the connection polls it in a `select!`).
+//! cancel-safely (the connection polls it in a `select!`). Public, and generic over the
+//! stream, for the `control_frame` fuzz target.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::frame::MAX_FRAME;
 
-pub(super) enum ReadError {
+/// Why [`FrameReader::next`] returned no frame.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A frame longer than [`MAX_FRAME`] was skipped; the stream goes on after it.
     TooLong,
+    /// Reading the stream failed.
     Io(std::io::Error),
 }
 
 /// Splits the control stream into `\n`-terminated frames. Its state lives here, not in a
 /// future, so `next` is cancel-safe: `serve` polls it in a `select!` that drops it whenever
 /// a call or a status change comes first, and a frame read half-way is kept, not lost.
-pub(super) struct FrameReader {
-    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+pub struct FrameReader<R> {
+    reader: BufReader<R>,
     /// The frame so far (without the newline).
-    pub(super) line: Vec<u8>,
+    line: Vec<u8>,
     /// `line` holds a whole frame that was returned: start afresh on the next call.
     complete: bool,
-    /// The frame being read passed [`MAX_FRAME`]: skip it up to its newline.
+    /// The frame being read passed `limit`: skip it up to its newline.
     too_long: bool,
+    /// The longest frame, newline included: [`MAX_FRAME`] on a control channel.
+    limit: usize,
 }
 
-impl FrameReader {
-    pub(super) fn new(read: tokio::net::unix::OwnedReadHalf) -> FrameReader {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// A reader of control-channel frames: at most [`MAX_FRAME`] bytes each.
+    pub fn new(read: R) -> FrameReader<R> {
+        FrameReader::with_limit(read, MAX_FRAME)
+    }
+
+    /// A reader of frames of at most `limit` bytes, newline included. (The fuzz target
+    /// uses small limits, where every edge of the limit is a few bytes away.)
+    pub fn with_limit(read: R, limit: usize) -> FrameReader<R> {
         FrameReader {
             reader: BufReader::new(read),
             line: Vec::new(),
             complete: false,
             too_long: false,
+            limit,
         }
     }
 
     /// The next frame (in `self.line`): `Ok(false)` at end of stream. A frame longer than
-    /// [`MAX_FRAME`] is skipped up to its newline and reported, without ever holding more
-    /// than `MAX_FRAME` bytes.
-    pub(super) async fn next(&mut self) -> Result<bool, ReadError> {
+    /// the limit is skipped up to its newline and reported, without ever holding more
+    /// than the limit.
+    pub async fn next(&mut self) -> Result<bool, ReadError> {
         if self.complete {
             self.line.clear();
             self.complete = false;
@@ -51,7 +66,7 @@ impl FrameReader {
                 Some(end) => (&buffer[..end], Some(end + 1)),
                 None => (buffer, None),
             };
-            if !self.too_long && self.line.len() + chunk.len() < MAX_FRAME {
+            if !self.too_long && self.line.len() + chunk.len() < self.limit {
                 self.line.extend_from_slice(chunk);
             } else {
                 self.too_long = true;
@@ -68,6 +83,11 @@ impl FrameReader {
                 };
             }
         }
+    }
+
+    /// The frame the last `Ok(true)` returned, without its newline.
+    pub fn line(&self) -> &[u8] {
+        &self.line
     }
 }
 

@@ -35,20 +35,19 @@ pub enum NotifyMessage {
 }
 
 /// Parses one datagram; unknown or malformed lines are skipped (the protocol says so).
+/// Lines end at `\n`; carriage returns before it are dropped from every line alike, so a
+/// sender's `\r\n` does not end up in a `STATUS=` text.
 pub fn parse(datagram: &[u8]) -> Vec<NotifyMessage> {
     let text = String::from_utf8_lossy(datagram);
-    text.lines()
+    text.split('\n')
+        .map(|line| line.trim_end_matches('\r'))
         .filter_map(|line| {
             let (key, value) = line.split_once('=')?;
             match key {
                 "READY" if value == "1" => Some(NotifyMessage::Ready),
                 "STATUS" => Some(NotifyMessage::Status(value.to_owned())),
                 "STOPPING" if value == "1" => Some(NotifyMessage::Stopping),
-                "MAINPID" => value
-                    .parse()
-                    .ok()
-                    .filter(|&pid| pid > 1)
-                    .map(NotifyMessage::MainPid),
+                "MAINPID" => super::parse_pid(value).map(NotifyMessage::MainPid),
                 _ => None,
             }
         })
@@ -184,6 +183,38 @@ fn receive(fd: i32) -> io::Result<Option<Datagram>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_loses_its_carriage_returns_on_the_last_line_too() {
+        // Found by the notify fuzz target: "STATUS=x\r" kept its "\r" as the last line of
+        // a datagram but lost it before a "\n", so the text depended on what followed.
+        for datagram in [
+            &b"STATUS=x\r"[..],
+            b"STATUS=x\r\n",
+            b"STATUS=x\r\r\nREADY=1",
+        ] {
+            assert_eq!(parse(datagram)[0], NotifyMessage::Status("x".into()));
+        }
+        assert_eq!(parse(b"READY=1\r"), vec![NotifyMessage::Ready]);
+        assert_eq!(
+            parse(b"STATUS=a\rb\n"),
+            vec![NotifyMessage::Status("a\rb".into())]
+        );
+    }
+
+    #[test]
+    fn mainpid_beyond_pid_t_is_ignored() {
+        // Found by the notify fuzz target: MAINPID=4294967295 was taken as the main PID,
+        // and stopping the service then sent SIGTERM to pid_t -1: every process.
+        for pid in ["4294967295", "4294967294", "2147483648", "4004325263"] {
+            let datagram = format!("MAINPID={pid}\nREADY=1");
+            assert_eq!(parse(datagram.as_bytes()), vec![NotifyMessage::Ready]);
+        }
+        assert_eq!(
+            parse(b"MAINPID=2147483647"),
+            vec![NotifyMessage::MainPid(2147483647)]
+        );
+    }
 
     #[test]
     fn parses_the_messages_we_act_on() {

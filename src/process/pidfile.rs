@@ -46,8 +46,11 @@ pub fn read(path: &Path) -> io::Result<u32> {
     })
 }
 
-fn parse(text: &str) -> Option<u32> {
-    text.trim().parse::<u32>().ok().filter(|&pid| pid > 1)
+/// The PID a pidfile's `text` holds: one decimal number, surrounding whitespace allowed;
+/// `None` for anything else, for PID 1 (init is never a service's process) and for
+/// numbers no `pid_t` holds ([`super::parse_pid`]).
+pub fn parse(text: &str) -> Option<u32> {
+    super::parse_pid(text.trim())
 }
 
 /// The PID in `path` if corrald may act on it: the pidfile is trusted (only root could
@@ -195,6 +198,15 @@ mod tests {
         assert_eq!(parse("1"), None, "init is never a service's PID");
         assert_eq!(parse("abc"), None);
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn pid_beyond_pid_t_is_not_read() {
+        // Found by the pidfile fuzz target: "4100196143" was read as a PID, which the
+        // supervisor would hand to pidfd_open(2) and kill(2) as a negative pid_t.
+        assert_eq!(parse("4100196143\n"), None);
+        assert_eq!(parse("4294967295"), None);
+        assert_eq!(parse("2147483647\n"), Some(2147483647));
     }
 
     #[test]

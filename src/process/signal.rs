@@ -9,10 +9,8 @@ use nix::unistd::{Pid, getpgid};
 /// group and `killpg(1)` would hit init's, so either would be a catastrophe. A group that is
 /// already gone is not an error.
 pub fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
-    if pgid <= 1 {
-        return Err(Errno::EINVAL);
-    }
-    match killpg(Pid::from_raw(pgid as i32), signal) {
+    let pgid = target(pgid).ok_or(Errno::EINVAL)?;
+    match killpg(pgid, signal) {
         Err(Errno::ESRCH) => Ok(()),
         other => other,
     }
@@ -22,10 +20,7 @@ pub fn signal_group(pgid: u32, signal: Signal) -> nix::Result<()> {
 /// to its whole group when it leads one (daemons call `setsid()`), else to it alone, so we
 /// never signal a group that belongs to someone else.
 pub fn signal_main(pid: u32, signal: Signal) -> nix::Result<()> {
-    if pid <= 1 {
-        return Err(Errno::EINVAL);
-    }
-    let target = Pid::from_raw(pid as i32);
+    let target = target(pid).ok_or(Errno::EINVAL)?;
     let result = match getpgid(Some(target)) {
         Ok(pgid) if pgid == target => killpg(target, signal),
         _ => kill(target, signal),
@@ -34,6 +29,14 @@ pub fn signal_main(pid: u32, signal: Signal) -> nix::Result<()> {
         Err(Errno::ESRCH) => Ok(()),
         other => other,
     }
+}
+
+/// `pid` as the `pid_t` of one process or group other than init's; `None` for 0, 1 and
+/// numbers a `pid_t` does not hold, which `as i32` would turn into -1 ("every process")
+/// or another group's -N.
+fn target(pid: u32) -> Option<Pid> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|&pid| pid > 1)?;
+    Some(Pid::from_raw(pid))
 }
 
 /// Parses a signal given over D-Bus (`Kill(i signal)`) into a [`Signal`].
@@ -50,6 +53,16 @@ mod tests {
         assert_eq!(signal_group(0, Signal::SIGTERM), Err(Errno::EINVAL));
         assert_eq!(signal_group(1, Signal::SIGTERM), Err(Errno::EINVAL));
         assert_eq!(signal_main(1, Signal::SIGTERM), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn pids_beyond_pid_t_are_refused_not_wrapped() {
+        // `u32::MAX as i32` is -1, which kill(2) sends to every process.
+        assert_eq!(target(u32::MAX), None);
+        assert_eq!(target(1 << 31), None);
+        assert_eq!(target(i32::MAX as u32), Some(Pid::from_raw(i32::MAX)));
+        // killpg refuses a negative group itself, so this is safe to try for real.
+        assert_eq!(signal_group(u32::MAX, Signal::SIGTERM), Err(Errno::EINVAL));
     }
 
     #[test]
