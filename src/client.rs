@@ -7,6 +7,7 @@
 use zbus::{OwnedObjectPath, proxy};
 
 pub use crate::bus::errors::{BusError, BusResult};
+pub use crate::bus::fleet::HostRow;
 pub use crate::bus::manager::ServiceRow;
 
 /// `org.corral.Corral1.Manager` on `/org/corral/Corral1`.
@@ -23,6 +24,9 @@ pub trait Manager {
     fn restart_service(&self, name: &str) -> BusResult<()>;
     fn reload(&self) -> BusResult<Vec<(String, String)>>;
     fn call(&self, service: &str, method: &str, args: &[String]) -> BusResult<String>;
+    fn move_group(&self, group: &str, peer: &str) -> BusResult<()>;
+    fn list_hosts(&self) -> BusResult<Vec<(String, String, u64, bool)>>;
+    fn list_host_details(&self) -> BusResult<Vec<HostRow>>;
 
     #[zbus(property)]
     fn version(&self) -> BusResult<String>;
@@ -32,6 +36,8 @@ pub trait Manager {
     fn state(&self) -> BusResult<String>;
     #[zbus(property)]
     fn config_generation(&self) -> BusResult<u64>;
+    #[zbus(property)]
+    fn fleet(&self) -> BusResult<String>;
 
     #[zbus(signal)]
     fn service_state_changed(

@@ -55,6 +55,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod fence;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod fs_trust;

@@ -74,6 +74,10 @@ struct Args {
     /// Write the corrald(8) man page to stdout (for packagers).
     #[arg(long, hide = true, exclusive = true)]
     generate_man: bool,
+    /// Run as the fence of a corrald with [fleet] (started by corrald itself; see
+    /// corral::fence): kill what stdin names once stdin ends.
+    #[arg(long, hide = true, exclusive = true)]
+    fence: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -90,6 +94,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.generate_man {
         return generate_man();
+    }
+    if args.fence {
+        return corral::fence::serve::run();
     }
     let config = match &args.config {
         Some(path) => ConfigSource::Path(path.clone()),
@@ -117,6 +124,9 @@ fn main() -> ExitCode {
         },
         notifier: Notifier::from_env(),
         watchdog: watchdog_from_env(),
+        // The running executable even if the file was replaced or deleted since (an
+        // upgrade): the fence must be the same corrald.
+        fence_program: PathBuf::from("/proc/self/exe"),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -152,6 +152,9 @@ impl Publisher {
         if now.generation != self.last_manager.generation {
             changed.insert("ConfigGeneration", now.generation.into());
         }
+        if now.fleet != self.last_manager.fleet {
+            changed.insert("Fleet", now.fleet.into());
+        }
         if !changed.is_empty() {
             let interface = InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE);
             Properties::properties_changed(

@@ -59,6 +59,8 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload => reload(cx).await,
+        Command::Hosts => super::fleet::hosts(cx).await,
+        Command::Move { group, peer } => super::fleet::move_group(cx, &group, &peer).await,
         Command::Monitor => {
             super::monitor::run(&cx.connection, cx.json).await?;
             Ok(ExitCode::SUCCESS)
@@ -67,7 +69,7 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
     }
 }
 
-async fn manager(cx: &Context) -> BusResult<ManagerProxy<'static>> {
+pub(super) async fn manager(cx: &Context) -> BusResult<ManagerProxy<'static>> {
     Ok(ManagerProxy::builder(&cx.connection)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()

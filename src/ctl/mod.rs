@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod commands;
+mod fleet;
 pub mod generate;
 pub mod monitor;
 pub mod output;

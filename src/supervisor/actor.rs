@@ -192,6 +192,10 @@ impl Supervisor {
                     .collect();
                 let _ = reply.send(running);
             }
+            Command::KillGroup(group, reply) => {
+                self.kill_group(&group);
+                let _ = reply.send(());
+            }
             Command::Undefine(names, reply) => {
                 for name in names {
                     self.undefine(&name);
@@ -266,6 +270,9 @@ impl Supervisor {
         let Some(mut unit) = self.units.remove(name) else {
             return;
         };
+        if let Some(fence) = &self.settings.fence {
+            fence.set(name, Vec::new());
+        }
         // Destroyed services were stopped in the unserve step; this is only a safety net.
         if let Some(run) = unit.run_mut() {
             run.cancel_tasks();
@@ -295,6 +302,11 @@ impl Supervisor {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
+        if let Some(fence) = &self.settings.fence {
+            // Every change of a run passes here, so the fence follows each spawn, main PID
+            // change and exit; the fence task drops repeats.
+            fence.set(name, unit.fence_targets());
+        }
         let snapshot = unit.snapshot(now_usec());
         if snapshot == *unit.published {
             return;

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{Group, Service};
 use crate::error::{CommandError, CommandResult};
 use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
+use crate::fence::FenceHandle;
 
 use crate::process::OutputMode;
 
@@ -41,6 +42,9 @@ pub struct Settings {
     pub runtime_dir: PathBuf,
     pub output: OutputMode,
     pub events: EventSender,
+    /// With `[fleet]`: told the processes of every grouped service, so that they die with
+    /// corrald (see [`crate::fence`]). `None`: nothing is fenced.
+    pub fence: Option<FenceHandle>,
 }
 
 /// One row of `ListServices`.
@@ -102,6 +106,8 @@ pub(crate) enum Command {
     StartBatch(Vec<String>, oneshot::Sender<Vec<String>>),
     StopBatch(Vec<String>, oneshot::Sender<Vec<String>>),
     RunningAmong(Vec<String>, oneshot::Sender<Vec<String>>),
+    /// Kill the services of a group at once and stop serving them (not held back).
+    KillGroup(String, oneshot::Sender<()>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
     Jobs(JobsUpdate),
@@ -308,6 +314,15 @@ impl Handle {
         self.ask(|reply| Command::RunningAmong(names, reply))
             .await
             .unwrap_or_default()
+    }
+
+    /// SIGKILLs every process of `group`'s services now and marks them not served, whatever
+    /// they are doing: the fleet's deadline for a host that lost contact with etcd (its
+    /// orderly stop was begun by a transition and did not finish in time). Never held
+    /// back by a reload in progress.
+    pub async fn kill_group(&self, group: &str) {
+        self.ask(|reply| Command::KillGroup(group.to_owned(), reply))
+            .await;
     }
 
     /// Removes the units of destroyed services (already stopped by then).

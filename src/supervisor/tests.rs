@@ -15,6 +15,7 @@ fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
         runtime_dir: dir.to_owned(),
         output: OutputMode::Stderr,
         events,
+        fence: None,
     };
     (settings, rx)
 }
