@@ -53,6 +53,8 @@ impl Running {
         // flag there), the write end stays corrald's alone.
         let (read, write) = io::pipe()?;
         let child = tokio::process::Command::new(program)
+            // `ps` shows "corrald --fence", whatever path the program was started by.
+            .arg0("corrald")
             .arg("--fence")
             .env_clear()
             .stdin(Stdio::from(read))
