@@ -237,19 +237,30 @@ async fn a_move_stops_the_group_on_the_old_host_before_the_new_one_starts_it() {
     b.wait_placed("g", "b").await;
     a.wait_placed("g", "b").await;
     c.wait_placed("g", "b").await;
-    let hosts = c.fleet.hosts().await.unwrap();
-    let serving: Vec<(&str, &[String])> = hosts
-        .iter()
-        .map(|h| (h.host.as_str(), h.serving.as_slice()))
-        .collect();
-    assert_eq!(
-        serving,
-        [
-            ("a", &[][..]),
-            ("b", &["g".to_string()][..]),
-            ("c", &[][..])
-        ]
-    );
+    // c saw the new placement; the owner key b takes comes in a later revision, so wait
+    // for c's view to show it rather than asserting on the first look.
+    let expected: [(&str, &[&str]); 3] = [("a", &[]), ("b", &["g"]), ("c", &[])];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let hosts = loop {
+        let hosts = c.fleet.hosts().await.unwrap();
+        let serving: Vec<(&str, Vec<&str>)> = hosts
+            .iter()
+            .map(|h| {
+                let groups = h.serving.iter().map(String::as_str).collect();
+                (h.host.as_str(), groups)
+            })
+            .collect();
+        let wanted: Vec<(&str, Vec<&str>)> =
+            expected.iter().map(|(h, s)| (*h, s.to_vec())).collect();
+        if serving == wanted {
+            break hosts;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "c's view never showed b serving g: {hosts:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         hosts
             .iter()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use corral::client::BusError;
 use support::etcd::Etcd;
-use support::hosts::{Host, PREFIX, TTL, lives, never_served_twice, now_nanos, worker};
+use support::hosts::{Host, PREFIX, TTL, lives, never_served_twice, now_nanos, stubborn, worker};
 use support::{
     Corrald, PATIENCE, Recorded, SignalRecorder, TestBus, alive, error_name, eventually, manager,
 };
@@ -274,11 +274,13 @@ async fn cut_off_from_etcd_every_host_stops_in_the_margin_and_serves_again_after
     };
     let dir = tempfile::tempdir().unwrap();
     // Without failover the groups come back where they were, so the test knows where to
-    // look: with it, the expired leases could send a group anywhere.
+    // look: with it, the expired leases could send a group anywhere. g1 also has a service
+    // that ignores SIGTERM with a stop timeout of a minute: the deadline kills it.
     let body = format!(
         "failover = false\n[groups.g1]\npeers = [\"a\", \"b\"]\n[groups.g2]\npeers = [\"b\", \"c\"]\n\
-         [groups.g3]\npeers = [\"c\", \"a\"]\n{}{}{}",
+         [groups.g3]\npeers = [\"c\", \"a\"]\n{}{}{}{}",
         worker("g1", dir.path()),
+        stubborn("g1", dir.path()),
         worker("g2", dir.path()),
         worker("g3", dir.path())
     );
@@ -311,6 +313,23 @@ async fn cut_off_from_etcd_every_host_stops_in_the_margin_and_serves_again_after
             (run.end - paused) / 1_000_000
         );
     }
+    a.wait_service("stubborn-g1", "inactive").await;
+    let runs = lives(dir.path(), "stubborn-g1", &[&a, &b, &c]);
+    let run = runs.last().unwrap();
+    assert!(!run.stopped, "it ignores SIGTERM: {runs:#?}");
+    assert!(
+        run.end < paused + TTL.as_nanos(),
+        "the stubborn service was killed {} ms after the pause",
+        (run.end - paused) / 1_000_000
+    );
+    assert!(
+        a.corrald
+            .as_ref()
+            .unwrap()
+            .log()
+            .contains("the fleet's deadline passed"),
+        "killed by the deadline, not by its stop timeout"
+    );
     // Longer than the TTL: etcd expires every lease as soon as it runs again.
     tokio::time::sleep(TTL + Duration::from_secs(1)).await;
     etcd.resume();
@@ -319,6 +338,7 @@ async fn cut_off_from_etcd_every_host_stops_in_the_margin_and_serves_again_after
         host.wait_service(&format!("worker-{group}"), "active")
             .await;
     }
+    a.wait_service("stubborn-g1", "active").await;
     for (host, group) in owners {
         let name = host.name.clone();
         assert_eq!(

@@ -23,15 +23,35 @@ pub const TTL: Duration = Duration::from_secs(3);
 /// The grouped service `worker-<group>`, logging to `<dir>/<group>.log`: `start`, a
 /// heartbeat every 50 ms, and `stop` on SIGTERM, each as `KIND CORRALD_PID NANOS PID`.
 pub fn worker(group: &str, dir: &Path) -> String {
+    logging_service(&format!("worker-{group}"), group, dir, false)
+}
+
+/// Like [`worker`], but `stubborn-<group>` ignores SIGTERM and has a long `stop_timeout`:
+/// only a deadline of corrald's own ends it (logging to `<dir>/stubborn-<group>.log`).
+pub fn stubborn(group: &str, dir: &Path) -> String {
+    logging_service(&format!("stubborn-{group}"), group, dir, true)
+}
+
+fn logging_service(name: &str, group: &str, dir: &Path, stubborn: bool) -> String {
+    let log = dir.join(format!("{}.log", name.trim_start_matches("worker-")));
+    let on_term = if stubborn {
+        String::new()
+    } else {
+        format!(
+            "echo \"stop $PPID $(date +%s%N) $$\" >> {log}; exit 0",
+            log = log.display()
+        )
+    };
     let script = format!(
-        "trap 'echo \"stop $PPID $(date +%s%N) $$\" >> {log}; exit 0' TERM; \
+        "trap '{on_term}' TERM; \
          echo \"start $PPID $(date +%s%N) $$\" >> {log}; \
          while :; do echo \"beat $PPID $(date +%s%N) $$\" >> {log}; sleep 0.05; done",
-        log = dir.join(format!("{group}.log")).display()
+        log = log.display()
     );
+    let stop_timeout = if stubborn { "60s" } else { "20s" };
     format!(
-        "[services.worker-{group}]\ngroup = \"{group}\"\nexec = [\"/bin/sh\", \"-c\", {script:?}]\n\
-         stop_timeout = \"20s\"\n"
+        "[services.{name}]\ngroup = \"{group}\"\nexec = [\"/bin/sh\", \"-c\", {script:?}]\n\
+         stop_timeout = \"{stop_timeout}\"\n"
     )
 }
 
@@ -144,10 +164,10 @@ pub struct Life {
     pub stopped: bool,
 }
 
-/// Every run of `group`'s worker (its log in `dir`), in start order, each named after the
-/// host of the corrald that started it.
-pub fn lives(dir: &Path, group: &str, hosts: &[&Host]) -> Vec<Life> {
-    let text = std::fs::read_to_string(dir.join(format!("{group}.log"))).unwrap_or_default();
+/// Every run of the service that logs to `<dir>/<log>.log` (`g` for `worker-g`,
+/// `stubborn-g`), in start order, each named after the host of the corrald that started it.
+pub fn lives(dir: &Path, log: &str, hosts: &[&Host]) -> Vec<Life> {
+    let text = std::fs::read_to_string(dir.join(format!("{log}.log"))).unwrap_or_default();
     let host_of = |parent: &str| {
         let parent: u32 = parent.parse().unwrap_or(0);
         hosts
