@@ -644,31 +644,6 @@ async fn a_group_removed_by_a_reload_gives_its_key_back_once_released() {
     assert_eq!(etcd.owners_never_overlapped(PREFIX, "g").await, ["a"]);
 }
 
-/// The gRPC requests etcd has handled so far, by method (from its `/metrics`).
-async fn etcd_requests(etcd: &Etcd) -> BTreeMap<String, f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = etcd.endpoint().trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let mut counts = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
-            continue;
-        };
-        let method = rest
-            .split("grpc_method=\"")
-            .nth(1)
-            .and_then(|m| m.split('"').next())
-            .unwrap_or("?");
-        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        *counts.entry(method.to_owned()).or_default() += value;
-    }
-    counts
-}
-
 /// The fleet's figures (README "Performance"), at module level: `MoveGroup` until the new
 /// host is told to serve, a crash until failover, and what etcd receives at rest. Run
 /// with `cargo test --release --test fleet -- --ignored --nocapture fleet_figures`.
@@ -709,9 +684,9 @@ async fn fleet_figures() {
     );
 
     let window = Duration::from_secs(30);
-    let before = etcd_requests(&etcd).await;
+    let before = etcd.requests().await;
     tokio::time::sleep(window).await;
-    let after = etcd_requests(&etcd).await;
+    let after = etcd.requests().await;
     let mut at_rest: Vec<String> = Vec::new();
     for (method, count) in &after {
         let delta = count - before.get(method).copied().unwrap_or(0.0);

@@ -555,3 +555,92 @@ fn fences_of(corrald: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The fleet's figures (README "Performance", `bench/run --only fleet`): `MoveGroup` until
+/// the group's service runs on the new host, a host's `kill -9` until its group runs on
+/// the next peer, and what etcd receives from each host at rest. Prints one line,
+/// `FLEET_FIGURES {json}`. Run it by name:
+/// `cargo test --release --test fleet_daemon -- --ignored --nocapture fleet_figures`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn fleet_figures() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let rest_window = Duration::from_secs(
+        std::env::var("FLEET_REST_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
+    // A service that starts and stops at once, so the figures are corral's and etcd's
+    // (and that may start more often than the default start limit allows).
+    let body = "[groups.g]\npeers = [\"a\", \"b\", \"c\"]\n\
+                [services.quick]\ngroup = \"g\"\nexec = [\"sleep\", \"1000\"]\n\
+                start_limit_burst = 1000\n";
+    let mut a = Host::start("a", &etcd, body).await;
+    let b = Host::start("b", &etcd, body).await;
+    let c = Host::start("c", &etcd, body).await;
+    a.wait_service("quick", "active").await;
+    b.wait_fleet("connected").await;
+    c.wait_fleet("connected").await;
+    let mover = c.manager().await;
+
+    let mut moves = Vec::new();
+    for round in 0..10 {
+        let (to, target) = if round % 2 == 0 { (&b, "b") } else { (&a, "a") };
+        let mut on_target = SignalRecorder::new(&to.conn).await;
+        let started = Instant::now();
+        mover.move_group("g", target).await.unwrap();
+        on_target.until("ServiceStateChanged", "\"active\"").await;
+        moves.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // At rest: nothing changes, so nothing but keep-alives should reach etcd. (After the
+    // reports of the last move are written.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = etcd.requests().await;
+    tokio::time::sleep(rest_window).await;
+    let after = etcd.requests().await;
+    let per_host: std::collections::BTreeMap<String, f64> = after
+        .iter()
+        .map(|(method, count)| {
+            let delta = count - before.get(method).copied().unwrap_or(0.0);
+            (method.clone(), delta / rest_window.as_secs_f64() / 3.0)
+        })
+        .filter(|(_, rate)| *rate > 0.0)
+        .collect();
+
+    let mut failovers = Vec::new();
+    for round in 0..3 {
+        a.wait_service("quick", "active").await;
+        let mut on_b = SignalRecorder::new(&b.conn).await;
+        let killed = Instant::now();
+        a.crash().await;
+        on_b.until("ServiceStateChanged", "\"active\"").await;
+        failovers.push(killed.elapsed().as_secs_f64() * 1000.0);
+        a.restart().await;
+        a.wait_fleet("connected").await;
+        if round < 2 {
+            b.manager().await.move_group("g", "a").await.unwrap();
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let figures = serde_json::json!({
+        "lease_ttl_s": TTL.as_secs(),
+        "move_ms_p50": median(&mut moves),
+        "move_ms_max": moves.last(),
+        "failover_ms_p50": median(&mut failovers),
+        "failover_ms_max": failovers.last(),
+        "rest_window_s": rest_window.as_secs(),
+        "at_rest_per_host_per_s": per_host,
+        "moves_ms": moves,
+        "failovers_ms": failovers,
+    });
+    println!("FLEET_FIGURES {figures}");
+    let owners = etcd.owners_never_overlapped(PREFIX, "g").await;
+    assert_eq!(owners.len(), 1 + moves.len() + 2 * failovers.len() - 1);
+}
