@@ -422,8 +422,12 @@ async fn unreachable_etcd_bad_moves_bad_values_and_a_reload_that_removes_the_gro
         Err(BusError::FleetUnavailable(_))
     ));
 
+    let mut signals = SignalRecorder::new(&a.conn).await;
     etcd.spawn();
     etcd.wait_ready().await;
+    // The property is announced like every other.
+    let seen = signals.until("PropertiesChanged", "\"connected\"").await;
+    assert!(seen.last().unwrap().body.contains("\"Fleet\""), "{seen:#?}");
     a.wait_fleet("connected").await;
     a.wait_service("worker-g", "active").await;
 

@@ -74,7 +74,7 @@ struct Args {
     /// Write the corrald(8) man page to stdout (for packagers).
     #[arg(long, hide = true, exclusive = true)]
     generate_man: bool,
-    /// Run as the fence of a corrald with [fleet] (started by corrald itself; see
+    /// Run as the fence of a corrald with a fleet table (started by corrald itself; see
     /// corral::fence): kill what stdin names once stdin ends.
     #[arg(long, hide = true, exclusive = true)]
     fence: bool,

@@ -122,17 +122,18 @@ fn service_table(cx: &Context, rows: &[ServiceRow]) -> String {
 
 async fn overview(cx: &Context) -> BusResult<ExitCode> {
     let m = manager(cx).await?;
-    let (version, host, state, generation, rows) = (
+    let (version, host, state, generation, fleet, rows) = (
         m.version().await?,
         m.host().await?,
         m.state().await?,
         m.config_generation().await?,
+        m.fleet().await?,
         m.list_services().await?,
     );
     if cx.json {
         println!(
             "{}",
-            json!({"version": version, "host": host, "state": state, "config_generation": generation, "services": rows.len()})
+            json!({"version": version, "host": host, "state": state, "config_generation": generation, "fleet": fleet, "services": rows.len()})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -144,8 +145,13 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         }
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let fleet = if fleet == "off" {
+        String::new()
+    } else {
+        format!(", fleet {fleet}")
+    };
     println!(
-        "corrald {version} on {host}: {}, configuration generation {generation}",
+        "corrald {version} on {host}: {}, configuration generation {generation}{fleet}",
         paint_state(&state, cx.color)
     );
     println!("{} services: {}\n", rows.len(), summary.join(", "));
