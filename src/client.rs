@@ -7,6 +7,7 @@
 use zbus::{OwnedObjectPath, proxy};
 
 pub use crate::bus::errors::{BusError, BusResult};
+pub use crate::bus::fleet::HostRow;
 pub use crate::bus::manager::{JobRow, ServiceRow};
 
 /// `org.corral.Corral1.Manager` on `/org/corral/Corral1`.
@@ -26,6 +27,9 @@ pub trait Manager {
     fn reexecute(&self) -> BusResult<()>;
     fn cancel_job(&self, id: u64) -> BusResult<()>;
     fn list_jobs(&self, service: &str) -> BusResult<Vec<JobRow>>;
+    fn move_group(&self, group: &str, peer: &str) -> BusResult<()>;
+    fn list_hosts(&self) -> BusResult<Vec<(String, String, u64, bool)>>;
+    fn list_host_details(&self) -> BusResult<Vec<HostRow>>;
 
     #[zbus(property)]
     fn version(&self) -> BusResult<String>;
@@ -37,6 +41,8 @@ pub trait Manager {
     fn config_generation(&self) -> BusResult<u64>;
     #[zbus(property)]
     fn status_text(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn fleet(&self) -> BusResult<String>;
 
     #[zbus(signal)]
     fn service_state_changed(

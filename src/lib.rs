@@ -38,6 +38,10 @@
 //! - [`events`]: the facts corrald publishes (service status, job outcomes, transitions,
 //!   the manager's state) and the stream they travel to the publisher. It depends on no
 //!   other part, so every fact has one owner and one path out.
+//! - `fleet` (the default `fleet` cargo feature): several hosts through etcd — it decides
+//!   where each group runs and tells the applier, which applies its placements as
+//!   reloads ([`transitions::fleet`]); [`fence`]: the helper process that kills the
+//!   services of fleet groups when corrald dies.
 //! - [`store`]: the durable state (desired states, job history, run records) in SQLite,
 //!   written by its own thread; every other part only sends it fire-and-forget writes.
 //! - [`bus`]: the D-Bus objects (thin adapters that send commands to the actors), the
@@ -56,6 +60,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod fence;
 #[cfg(feature = "fleet")]
 pub mod fleet;
 pub mod fs_trust;

@@ -63,6 +63,19 @@ to the group, waits
 then kills the group. When journald runs, a service's standard output and error go to
 the journal with
 .BI SYSLOG_IDENTIFIER= name\fR.
+.PP
+With a
+.B [fleet]
+table, the corralds of several hosts agree through etcd on which host serves each
+group (see
+.BR corralctl (1)
+.B hosts
+and
+.BR move ).
+corrald then also starts its fence,
+.BR "corrald \-\-fence" ,
+a helper that SIGKILLs the processes of the grouped services if corrald dies, so that a
+group never runs on two hosts; ungrouped services outlive corrald as always.
 "#;
 
 const SECTIONS: &str = r#".SH SIGNALS

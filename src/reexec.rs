@@ -87,6 +87,8 @@ struct Parts {
     /// The binary to exec (resolved when corrald started) and its arguments.
     exe: PathBuf,
     args: Vec<OsString>,
+    /// corrald runs with `[fleet]`: not re-executed (see `prepare`).
+    fleet: bool,
 }
 
 /// A re-exec ready to go: the state written out, every part frozen.
@@ -105,6 +107,7 @@ impl Reexec {
         store: Store,
         exe: PathBuf,
         args: Vec<OsString>,
+        fleet: bool,
     ) -> Reexec {
         Reexec(Arc::new(Parts {
             supervisor,
@@ -113,6 +116,7 @@ impl Reexec {
             store,
             exe,
             args,
+            fleet,
         }))
     }
 
@@ -120,6 +124,18 @@ impl Reexec {
     /// handover. On an error nothing changed.
     pub async fn prepare(&self) -> CommandResult<Prepared> {
         let parts = &self.0;
+        if parts.fleet {
+            // The new image would start with a new etcd lease, and the owner keys of the
+            // groups served here are held under the old one until it expires: it would
+            // stop serving them, and the fence would lose its pipe. Refused until the
+            // lease and the fence are handed over too.
+            return Err(CommandError::StartFailed(
+                "not re-executing: a corrald with [fleet] cannot re-execute yet (its etcd \
+                 lease and fence are not handed over); restart it instead \
+                 (`systemctl restart corral`: the fleet moves its groups meanwhile)"
+                    .into(),
+            ));
+        }
         check_binary(&parts.exe).await?;
         if let crate::store::StoreHealth::Degraded { reason } = &*parts.store.health().borrow() {
             return Err(CommandError::StartFailed(format!(

@@ -187,6 +187,7 @@ async fn run_until_ready(bus: &TestBus, runtime_dir: &Path) -> Result<(), Daemon
         watchdog: None,
         exe: env!("CARGO_BIN_EXE_corrald").into(),
         args: Vec::new(),
+        fence_program: env!("CARGO_BIN_EXE_corrald").into(),
     };
     let shutdown = CancellationToken::new();
     let mut running = tokio::spawn(daemon::run(options, None, shutdown.clone()));

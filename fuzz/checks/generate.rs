@@ -62,7 +62,11 @@ impl<'a> Choices<'a> {
         for group in GROUPS {
             if let Some(peer) = self.maybe(&HOSTS) {
                 let peer = peer.to_owned();
-                let peers = Vec::new();
+                let peers = if self.flag() {
+                    vec![peer.clone()]
+                } else {
+                    Vec::new()
+                };
                 config
                     .groups
                     .insert(group.to_owned(), Group { peer, peers });

@@ -83,6 +83,10 @@ struct Args {
     /// descriptor.
     #[arg(long, hide = true, value_name = "FD")]
     deserialize: Option<i32>,
+    /// Run as the fence of a corrald with a fleet table (started by corrald itself; see
+    /// corral::fence): kill what stdin names once stdin ends.
+    #[arg(long, hide = true, exclusive = true)]
+    fence: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -107,6 +111,9 @@ fn main() -> ExitCode {
     if args.reexec_format {
         println!("{}", corral::reexec::FORMAT);
         return ExitCode::SUCCESS;
+    }
+    if args.fence {
+        return corral::fence::serve::run();
     }
     let config = match &args.config {
         Some(path) => ConfigSource::Path(path.clone()),
@@ -137,6 +144,9 @@ fn main() -> ExitCode {
         watchdog: watchdog_from_env(),
         exe,
         args: argv,
+        // The running executable even if the file was replaced or deleted since (an
+        // upgrade): the fence must be the same corrald.
+        fence_program: PathBuf::from("/proc/self/exe"),
     };
     // A handover that cannot be read is not fatal: corrald then starts as after a crash,
     // re-adopting every service from the state store's run records.

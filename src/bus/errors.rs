@@ -28,6 +28,9 @@ pub enum BusError {
     InvalidArgs(String),
     /// corrald is going away; the request was not carried out.
     ShuttingDown(String),
+    /// The fleet cannot carry out the request: this host has no `[fleet]`, is not
+    /// connected to etcd right now, or etcd failed.
+    FleetUnavailable(String),
 }
 
 impl From<CommandError> for BusError {
@@ -45,6 +48,23 @@ impl From<CommandError> for BusError {
             CommandError::MethodFailed(_) => BusError::MethodFailed(message),
             CommandError::QueueFull(_) => BusError::QueueFull(message),
             CommandError::ShuttingDown => BusError::ShuttingDown(message),
+        }
+    }
+}
+
+#[cfg(feature = "fleet")]
+impl From<crate::fleet::FleetError> for BusError {
+    fn from(err: crate::fleet::FleetError) -> BusError {
+        use crate::fleet::FleetError;
+        let message = err.to_string();
+        match err {
+            FleetError::UnknownGroup(_) | FleetError::UnknownHost { .. } => {
+                BusError::InvalidArgs(message)
+            }
+            FleetError::NotConnected(_) | FleetError::Etcd(_) => {
+                BusError::FleetUnavailable(message)
+            }
+            FleetError::Stopped => BusError::ShuttingDown(message),
         }
     }
 }
@@ -103,6 +123,7 @@ mod tests {
             BusError::MethodFailed("m".into()),
             BusError::InvalidArgs("m".into()),
             BusError::ShuttingDown("m".into()),
+            BusError::FleetUnavailable("m".into()),
         ];
         for sent in every {
             let reply = sent.create_reply(&call.header()).unwrap();
@@ -110,6 +131,35 @@ mod tests {
             assert_eq!(received.name(), sent.name());
             assert_eq!(received.description(), sent.description());
             assert!(!matches!(received, BusError::ZBus(_)), "{received:?}");
+        }
+    }
+
+    #[cfg(feature = "fleet")]
+    #[test]
+    fn fleet_errors_map_to_stable_names() {
+        use crate::fleet::FleetError;
+        let cases = [
+            (FleetError::UnknownGroup("g".into()), "InvalidArgs"),
+            (
+                FleetError::UnknownHost {
+                    group: "g".into(),
+                    peer: "z".into(),
+                    reason: "r".into(),
+                },
+                "InvalidArgs",
+            ),
+            (FleetError::NotConnected("lost"), "FleetUnavailable"),
+            (FleetError::Etcd("e".into()), "FleetUnavailable"),
+            (FleetError::Stopped, "ShuttingDown"),
+        ];
+        for (err, name) in cases {
+            let text = err.to_string();
+            let bus = BusError::from(err);
+            assert_eq!(
+                bus.name().as_str(),
+                format!("org.corral.Corral1.Error.{name}")
+            );
+            assert_eq!(bus.description(), Some(text.as_str()));
         }
     }
 

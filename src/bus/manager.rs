@@ -1,6 +1,7 @@
 //! The `org.corral.Corral1.Manager` object: listing and looking up services, starting and
-//! stopping them by name, reloading, and the transition and state-change signals (emitted
-//! by the publisher through the signal functions declared here).
+//! stopping them by name, reloading, the fleet (moving groups, listing hosts), and the
+//! transition and state-change signals (emitted by the publisher through the signal
+//! functions declared here).
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -10,6 +11,7 @@ use zbus::{Connection, OwnedObjectPath, Type, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
+use super::fleet::{FleetAccess, HostRow};
 use super::service::call_method;
 use crate::control::ControlRegistry;
 use crate::events::ManagerStatus;
@@ -27,6 +29,7 @@ pub struct ManagerObject {
     reexec: Reexec,
     reloader: ReloadHandle,
     status: watch::Receiver<ManagerStatus>,
+    fleet: FleetAccess,
 }
 
 impl ManagerObject {
@@ -37,6 +40,7 @@ impl ManagerObject {
         reexec: Reexec,
         reloader: ReloadHandle,
         status: watch::Receiver<ManagerStatus>,
+        fleet: FleetAccess,
     ) -> ManagerObject {
         ManagerObject {
             supervisor,
@@ -45,6 +49,7 @@ impl ManagerObject {
             reexec,
             reloader,
             status,
+            fleet,
         }
     }
 
@@ -228,6 +233,37 @@ impl ManagerObject {
             .collect()
     }
 
+    /// Places `group` on host `peer` (every host of the fleet applies it, as a reload).
+    async fn move_group(
+        &self,
+        group: &str,
+        peer: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), BusError> {
+        authorize(connection, &header, Action::Manage).await?;
+        self.fleet.move_group(group, peer).await
+    }
+
+    /// Every host of the fleet as (host, version, config generation, alive).
+    async fn list_hosts(&self) -> Result<Vec<(String, String, u64, bool)>, BusError> {
+        let status = self.status.borrow().clone();
+        Ok(self
+            .fleet
+            .hosts(&status)
+            .await?
+            .into_iter()
+            .map(|h| (h.host, h.version, h.config_generation, h.alive))
+            .collect())
+    }
+
+    /// Every host of the fleet as (host, version, config generation, alive, groups it
+    /// serves, configuration drift, why its report is unreadable).
+    async fn list_host_details(&self) -> Result<Vec<HostRow>, BusError> {
+        let status = self.status.borrow().clone();
+        self.fleet.hosts(&status).await
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
         env!("CARGO_PKG_VERSION").to_owned()
@@ -252,6 +288,12 @@ impl ManagerObject {
     #[zbus(property)]
     fn status_text(&self) -> String {
         self.status.borrow().status_text.clone()
+    }
+
+    /// `off` (no `[fleet]`), `connecting`, `connected` or `lost`.
+    #[zbus(property)]
+    fn fleet(&self) -> String {
+        self.status.borrow().fleet.to_owned()
     }
 
     #[zbus(signal)]

@@ -1,9 +1,10 @@
 //! The D-Bus face of corral: the Manager and Service objects (thin adapters over the
-//! supervisor), the wire errors, access control, and the publisher that turns events into
-//! signals.
+//! supervisor and the fleet), the wire errors, access control, and the publisher that turns
+//! events into signals.
 
 pub mod access;
 pub mod errors;
+pub mod fleet;
 pub mod manager;
 pub mod object_manager;
 pub mod publisher;

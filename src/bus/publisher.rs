@@ -159,6 +159,9 @@ impl Publisher {
         if now.status_text != self.last_manager.status_text {
             changed.insert("StatusText", now.status_text.as_str().into());
         }
+        if now.fleet != self.last_manager.fleet {
+            changed.insert("Fleet", now.fleet.into());
+        }
         if !changed.is_empty() {
             let interface = InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE);
             Properties::properties_changed(

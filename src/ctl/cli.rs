@@ -88,6 +88,12 @@ pub enum Command {
     Reload,
     /// Print every corral signal (transitions, state and property changes) as it happens.
     Monitor,
+    /// List the hosts of the fleet: alive or not, version, configuration generation, the
+    /// groups each serves, and * for a configuration that differs from most hosts'.
+    Hosts,
+    /// Place a fleet group on another host: the host serving it stops its services, then
+    /// PEER starts them. Returns once the placement is written.
+    Move { group: String, peer: String },
     /// Write shell completions or the man page to stdout (for packagers).
     #[command(hide = true)]
     Generate {

@@ -63,6 +63,8 @@ pub async fn run(cx: &Context, command: Command) -> BusResult<ExitCode> {
         Command::Cancel { id } => super::jobs::cancel(cx, id).await,
         Command::Reload => reload(cx).await,
         Command::DaemonReexec => super::reexec::run(cx).await,
+        Command::Hosts => super::fleet::hosts(cx).await,
+        Command::Move { group, peer } => super::fleet::move_group(cx, &group, &peer).await,
         Command::Monitor => {
             super::monitor::run(&cx.connection, cx.json).await?;
             Ok(ExitCode::SUCCESS)
@@ -124,17 +126,18 @@ fn service_table(cx: &Context, rows: &[ServiceRow]) -> String {
 
 async fn overview(cx: &Context) -> BusResult<ExitCode> {
     let m = manager(cx).await?;
-    let (version, host, state, generation, rows) = (
+    let (version, host, state, generation, fleet, rows) = (
         m.version().await?,
         m.host().await?,
         m.state().await?,
         m.config_generation().await?,
+        m.fleet().await?,
         m.list_services().await?,
     );
     if cx.json {
         println!(
             "{}",
-            json!({"version": version, "host": host, "state": state, "config_generation": generation, "services": rows.len()})
+            json!({"version": version, "host": host, "state": state, "config_generation": generation, "fleet": fleet, "services": rows.len()})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -146,8 +149,13 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         }
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let fleet = if fleet == "off" {
+        String::new()
+    } else {
+        format!(", fleet {fleet}")
+    };
     println!(
-        "corrald {version} on {host}: {}, configuration generation {generation}",
+        "corrald {version} on {host}: {}, configuration generation {generation}{fleet}",
         paint_state(&state, cx.color)
     );
     println!("{} services: {}\n", rows.len(), summary.join(", "));

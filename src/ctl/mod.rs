@@ -6,6 +6,7 @@
 
 pub mod cli;
 mod commands;
+mod fleet;
 pub mod generate;
 mod jobs;
 pub mod monitor;

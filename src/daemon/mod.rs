@@ -2,10 +2,13 @@
 //! source, bus, runtime and state dirs, output routing, notify socket, shutdown token), so
 //! tests can run it in-process as well as the real binary.
 //!
-//! Life: read and validate the configuration → own the bus name → `Up` (every served
-//! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
-//! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
+//! Life: read and validate the configuration → (with `[fleet]`: start the fence and the
+//! fleet) → own the bus name → `Up` (every served service started, in dependency order) →
+//! `READY=1` → serve until shutdown, reloading on SIGHUP or `Reload()` and applying the
+//! fleet's placements → `STOPPING=1` → `Down` (all stopped in reverse order, every group
+//! released, the fleet left) → return.
 
+mod fleet;
 pub mod systemd;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -22,6 +25,7 @@ use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::ControlRegistry;
 use crate::events::{self, DaemonState, Event, ManagerStatus};
+use crate::fence;
 use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
@@ -35,6 +39,7 @@ use crate::transitions::listeners::{
 };
 use crate::transitions::reloader::{self, Loader};
 use crate::upcall::{self, UpcallSettings};
+use fleet::FleetParts;
 use systemd::Notifier;
 
 /// Everything `run` needs from outside.
@@ -54,6 +59,9 @@ pub struct Options {
     /// The binary a live re-exec runs (resolved when corrald started) and its arguments.
     pub exe: PathBuf,
     pub args: Vec<std::ffi::OsString>,
+    /// With `[fleet]`, corrald starts `PROGRAM --fence` (see [`crate::fence`]): its own
+    /// executable, `/proc/self/exe`.
+    pub fence_program: PathBuf,
 }
 
 /// Why corrald could not run.
@@ -71,6 +79,14 @@ pub enum DaemonError {
     State(StoreError),
     #[error("refusing the runtime directory: {0}")]
     UntrustedRuntimeDir(String),
+    /// With `[fleet]`, grouped services must die with corrald; the fence makes sure.
+    #[error(
+        "cannot start the fence ({program} --fence): {source}\n(with [fleet], corrald needs it so that the services of fleet groups die with corrald)"
+    )]
+    Fence {
+        program: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -116,6 +132,19 @@ pub async fn run(
         .await
         .map_err(DaemonError::State)?;
 
+    // Before any service starts: with a fleet, each grouped service's processes are
+    // named to the fence as they are spawned.
+    let fence = match initial.fleet {
+        Some(_) => {
+            Some(
+                fence::start(&options.fence_program).map_err(|source| DaemonError::Fence {
+                    program: options.fence_program.clone(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
     let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(
         supervisor::Settings {
@@ -123,6 +152,7 @@ pub async fn run(
             output: options.output.clone(),
             events: events.clone(),
             store: store.clone(),
+            fence: fence.clone(),
         },
         supervisor::Durable {
             desired: loaded.desired,
@@ -130,11 +160,10 @@ pub async fn run(
             inherited: inherited_supervisor,
         },
     );
+    let mut fleet = FleetParts::start(&initial, &supervisor);
     let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
-        state: DaemonState::Starting,
-        host: initial.daemon.host.clone(),
-        generation: 0,
-        status_text: String::new(),
+        fleet: fleet.initial_state(),
+        ..ManagerStatus::starting(&initial.daemon.host)
     });
     tokio::spawn(publish_store_health(
         store.health(),
@@ -176,6 +205,7 @@ pub async fn run(
         store.clone(),
         options.exe.clone(),
         options.args.clone(),
+        initial.fleet.is_some(),
     );
     let manager = ManagerObject::new(
         supervisor.clone(),
@@ -184,6 +214,7 @@ pub async fn run(
         reexec,
         reloader.clone(),
         manager_rx.clone(),
+        fleet.access.clone(),
     );
     let connection = bus::connect(
         &options.bus,
@@ -222,7 +253,9 @@ pub async fn run(
         }
     });
 
-    let up = applier.apply(initial).await;
+    let background = CancellationToken::new();
+    fleet.spawn_tasks(&supervisor, &manager_tx, &events, &background);
+    let up = applier.apply(fleet.up_config(initial)).await;
     supervisor.settle_recovered().await;
     jobs.settle_inherited();
     if reexecuted {
@@ -243,8 +276,7 @@ pub async fn run(
         .status(&supervisor.summary().borrow().to_string());
     options.notifier.ready();
 
-    reload_task.start(applier, loader, options.notifier.clone());
-    let background = CancellationToken::new();
+    reload_task.start(applier, loader, options.notifier.clone(), fleet.link.take());
     tokio::spawn(report_status(
         supervisor.clone(),
         options.notifier.clone(),
@@ -276,6 +308,9 @@ pub async fn run(
     supervisor.shutting_down().await;
     reloader.shutdown().await;
     background.cancel();
+    if let Some(fence) = fence {
+        fence.shutdown().await;
+    }
     events.flush().await;
     let _ = connection.release_name(BUS_NAME).await;
     drop(events);

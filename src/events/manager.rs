@@ -1,5 +1,6 @@
-//! The manager's own published state: `State`, `Host` and `ConfigGeneration`. The daemon
-//! and the transition applier write it; the Manager D-Bus object reads it from a `watch`.
+//! The manager's own published state: `State`, `Host`, `ConfigGeneration` and `Fleet`. The
+//! daemon, the transition applier and the fleet write it; the Manager D-Bus object reads it
+//! from a `watch`.
 
 /// `State` of the manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,4 +33,23 @@ pub struct ManagerStatus {
     /// `StatusText`: what is wrong with corrald itself that clients should see (a state
     /// store that cannot write), `""` when nothing is.
     pub status_text: String,
+    /// `Fleet`: `off` without `[fleet]`, else `connecting|connected|lost`.
+    pub fleet: &'static str,
+    /// The groups the applied configuration serves here (`peer` = this host), in name
+    /// order: this host's line of `ListHostDetails` when there is no fleet to ask.
+    pub groups_here: Vec<String>,
+}
+
+impl ManagerStatus {
+    /// The status of a corrald that is starting on `host`.
+    pub fn starting(host: &str) -> ManagerStatus {
+        ManagerStatus {
+            state: DaemonState::Starting,
+            host: host.to_owned(),
+            generation: 0,
+            status_text: String::new(),
+            fleet: "off",
+            groups_here: Vec::new(),
+        }
+    }
 }

@@ -192,6 +192,9 @@ impl Supervisor {
         let Some(mut unit) = self.units.remove(name) else {
             return;
         };
+        if let Some(fence) = &self.settings.fence {
+            fence.set(name, Vec::new());
+        }
         // A service removed by a reload loses its desired state; one removed because corrald
         // shuts down keeps it for the next start.
         if unit.desired.is_some() && !self.shutting_down {
@@ -226,6 +229,11 @@ impl Supervisor {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
+        if let Some(fence) = &self.settings.fence {
+            // Every change of a run passes here, so the fence follows each spawn, main PID
+            // change and exit; the fence task drops repeats.
+            fence.set(name, unit.fence_targets());
+        }
         let snapshot = unit.snapshot(now_usec());
         if snapshot == *unit.published {
             return;

@@ -149,6 +149,10 @@ impl Supervisor {
                     .collect();
                 let _ = reply.send(running);
             }
+            Command::KillGroup(group, reply) => {
+                self.kill_group(&group);
+                let _ = reply.send(());
+            }
             Command::Undefine(names, reply) => {
                 for name in names {
                     self.undefine(&name);

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::{Group, Service};
 use crate::error::{CommandError, CommandResult};
 use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
+use crate::fence::FenceHandle;
 
 use crate::process::OutputMode;
 use crate::store::Store;
@@ -49,6 +50,9 @@ pub struct Settings {
     pub events: EventSender,
     /// Where desired states and run records are kept.
     pub store: Store,
+    /// With `[fleet]`: told the processes of every grouped service, so that they die with
+    /// corrald (see [`crate::fence`]). `None`: nothing is fenced.
+    pub fence: Option<FenceHandle>,
 }
 
 /// One row of `ListServices`.
@@ -122,6 +126,8 @@ pub(crate) enum Command {
     Freeze(oneshot::Sender<reexec::SupervisorState>),
     /// The re-exec failed: carry on.
     Thaw(oneshot::Sender<()>),
+    /// Kill the services of a group at once and stop serving them (not held back).
+    KillGroup(String, oneshot::Sender<()>),
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
     Jobs(JobsUpdate),
@@ -365,6 +371,15 @@ impl Handle {
     /// Before `Down`: the services it removes keep their desired states for next time.
     pub async fn shutting_down(&self) {
         self.ask(Command::ShuttingDown).await;
+    }
+
+    /// SIGKILLs every process of `group`'s services now and marks them not served, whatever
+    /// they are doing: the fleet's deadline for a host that lost contact with etcd (its
+    /// orderly stop was begun by a transition and did not finish in time). Never held
+    /// back by a reload in progress.
+    pub async fn kill_group(&self, group: &str) {
+        self.ask(|reply| Command::KillGroup(group.to_owned(), reply))
+            .await;
     }
 
     /// Removes the units of destroyed services (already stopped by then).

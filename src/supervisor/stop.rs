@@ -93,17 +93,67 @@ impl Supervisor {
             return;
         }
         let timeout = unit.spec.stop_timeout;
-        if let Phase::Stopping { run, killed, .. } = &mut unit.phase {
+        if let Phase::Stopping { run, .. } = &unit.phase {
             tracing::warn!(
                 service = name,
                 pid = run.main_pid,
                 "still running {timeout:?} after the stop signal; sending SIGKILL to its process group"
             );
+        }
+        self.kill_stopping(name);
+    }
+
+    /// SIGKILL to every process of a run that is being stopped.
+    fn kill_stopping(&mut self, name: &str) {
+        let Some(unit) = self.units.get_mut(name) else {
+            return;
+        };
+        if let Phase::Stopping { run, killed, .. } = &mut unit.phase {
             signal_run(run, Signal::SIGKILL);
-            run.timer = None;
+            if let Some(timer) = run.timer.take() {
+                timer.abort();
+            }
             *killed = true;
         }
         self.publish(name);
+    }
+
+    /// The fleet's deadline (see [`super::Handle::kill_group`]): every service of `group`
+    /// stops being served, and whatever process it has is killed now. A stop that was
+    /// under way ends as usual, with its waiters told, when the processes are gone.
+    pub(super) fn kill_group(&mut self, group: &str) {
+        let names: Vec<String> = self
+            .units
+            .iter()
+            .filter(|(_, unit)| unit.spec.group.as_deref() == Some(group))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            let unit = self.units.get_mut(&name).expect("listed");
+            unit.served = false;
+            unit.start_pending = false;
+            match &unit.phase {
+                Phase::Inactive { .. } => {}
+                Phase::AutoRestart { timer, .. } => {
+                    timer.abort();
+                    unit.phase = Phase::Inactive { failed: false };
+                }
+                Phase::Starting(_) | Phase::Running { .. } => {
+                    let message = format!("{name}: killed before it finished starting");
+                    self.settle_start(&name, Err(CommandError::StartFailed(message)));
+                    self.begin_stop(&name, StopReason::Requested);
+                }
+                Phase::Stopping { .. } => {}
+            }
+            if matches!(self.units[&name].phase, Phase::Stopping { .. }) {
+                tracing::warn!(
+                    service = name,
+                    group,
+                    "the fleet's deadline passed: killing the group's service"
+                );
+            }
+            self.kill_stopping(&name);
+        }
     }
 
     /// The process is gone after a stop we began.

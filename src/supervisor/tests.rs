@@ -18,6 +18,7 @@ async fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
         output: OutputMode::Stderr,
         events,
         store,
+        fence: None,
     };
     (settings, rx)
 }
@@ -215,4 +216,64 @@ async fn a_service_that_ignores_the_stop_signal_is_killed_after_stop_timeout() {
         .map(String::as_str)
         .collect();
     assert_eq!(tail, ["stop-sigterm", "stop-sigkill", "dead"]);
+}
+
+#[tokio::test]
+async fn kill_group_ends_a_long_stop_at_once_during_a_reload_and_spares_other_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, _rx) = settings(dir.path()).await;
+    let supervisor = spawn(settings, Durable::default());
+    // Ignores SIGTERM; only SIGKILL ends it, and the stop timeout is a minute away.
+    let trapped = dir.path().join("trapped");
+    let stubborn = Service {
+        group: Some("g".into()),
+        exec: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "trap '' TERM; touch {}; while :; do sleep 0.05; done",
+                trapped.display()
+            ),
+        ],
+        stop_timeout: Duration::from_secs(60),
+        ..Service::default()
+    };
+    let elsewhere = Service {
+        group: Some("h".into()),
+        exec: vec!["sleep".into(), "7802".into()],
+        ..Service::default()
+    };
+    supervisor.define("stubborn", stubborn, true).await;
+    supervisor.define("elsewhere", elsewhere, true).await;
+    let names = vec!["stubborn".to_string(), "elsewhere".to_string()];
+    assert!(supervisor.start_batch(names.clone()).await.is_empty());
+    while !trapped.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The transition's orderly stop, under way while the reload holds client commands.
+    supervisor.begin_reload().await;
+    let stopping = tokio::spawn({
+        let supervisor = supervisor.clone();
+        async move { supervisor.stop_batch(vec!["stubborn".into()]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stopping.is_finished(), "SIGTERM is ignored");
+
+    supervisor.kill_group("g").await;
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the stop ends once the group is killed")
+        .unwrap();
+    assert_eq!(
+        supervisor.running_among(names).await,
+        ["elsewhere"],
+        "only group g is killed"
+    );
+    // Not served any more: a client's start is refused (once the reload ends).
+    supervisor.end_reload().await;
+    assert!(matches!(
+        supervisor.check_served("stubborn").await,
+        Err(crate::error::CommandError::NotServedHere { .. })
+    ));
+    supervisor.stop_batch(vec!["elsewhere".into()]).await;
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::config::Service;
 use crate::error::CommandResult;
 use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
+use crate::fence::Target;
 use crate::store::DesiredRecord;
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
@@ -222,6 +223,23 @@ impl Unit {
     }
 
     /// The current run, in any phase that has one.
+    /// What must die with corrald (see [`crate::fence`]): the processes of a grouped
+    /// service's run — only grouped services fail over to another host; the ungrouped ones
+    /// are meant to outlive corrald.
+    pub fn fence_targets(&self) -> Vec<Target> {
+        let Some(run) = self.run().filter(|_| self.spec.group.is_some()) else {
+            return Vec::new();
+        };
+        let mut targets: Vec<Target> = run.own_group.into_iter().map(Target::Group).collect();
+        if let Some(group) = run.main_group.filter(|g| Some(*g) != run.own_group) {
+            targets.push(Target::Group(group));
+        }
+        if run.main_pid > 1 && Some(run.main_pid) != run.own_group {
+            targets.push(Target::Process(run.main_pid));
+        }
+        targets
+    }
+
     pub fn run(&self) -> Option<&Run> {
         match &self.phase {
             Phase::Starting(run) | Phase::Running { run, .. } | Phase::Stopping { run, .. } => {

@@ -85,11 +85,18 @@ impl Applier {
             }
         }
         let host = new.daemon.host.clone();
+        let groups_here = new
+            .groups
+            .iter()
+            .filter(|(_, group)| group.peer == host)
+            .map(|(name, _)| name.clone())
+            .collect();
         self.current = new;
         self.generation = generation;
         self.set_manager(|m| {
             m.host = host;
             m.generation = generation;
+            m.groups_here = groups_here;
             if m.state == DaemonState::Reloading {
                 m.state = DaemonState::Running;
             }

@@ -60,6 +60,16 @@ pub fn diff(old: &Config, new: &Config, generation: u64) -> Plan {
         .filter(|(name, g)| old.groups.get(*name).is_some_and(|o| o.peer != g.peer))
         .map(|(name, g)| (name.clone(), g.clone()))
         .collect();
+    let groups_changed: Vec<_> = new
+        .groups
+        .iter()
+        .filter(|(name, g)| {
+            old.groups
+                .get(*name)
+                .is_some_and(|o| o.peer == g.peer && o.peers != g.peers)
+        })
+        .map(|(name, g)| (name.clone(), g.clone()))
+        .collect();
     let services_destroyed: Vec<String> = old
         .services
         .keys()
@@ -121,6 +131,7 @@ pub fn diff(old: &Config, new: &Config, generation: u64) -> Plan {
         Step::GroupsMoved(groups_moved.clone()),
         After,
     );
+    plan.add([], Step::GroupsChanged(groups_changed), After);
     plan.add(
         moved.iter().map(|(name, group)| Transition::ServiceMoved {
             name: name.clone(),
@@ -207,7 +218,9 @@ impl Step {
             | Step::Unserved(names)
             | Step::ServicesDestroyed(names)
             | Step::GroupsDestroyed(names) => names.is_empty(),
-            Step::GroupsCreated(groups) | Step::GroupsMoved(groups) => groups.is_empty(),
+            Step::GroupsCreated(groups)
+            | Step::GroupsMoved(groups)
+            | Step::GroupsChanged(groups) => groups.is_empty(),
             Step::ServicesCreated(services) | Step::ServicesChanged(services) => {
                 services.is_empty()
             }
@@ -225,7 +238,9 @@ pub fn apply_to(old: &Config, plan: &Plan) -> Config {
     config.daemon = plan.daemon.clone();
     for planned in &plan.steps {
         match &planned.step {
-            Step::GroupsCreated(groups) | Step::GroupsMoved(groups) => {
+            Step::GroupsCreated(groups)
+            | Step::GroupsMoved(groups)
+            | Step::GroupsChanged(groups) => {
                 for (name, group) in groups {
                     config.groups.insert(name.clone(), group.clone());
                 }

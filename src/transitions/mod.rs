@@ -10,12 +10,14 @@
 //!
 //! Start-up (`Up`) is the diff from an empty configuration and shutdown (`Down`) the diff to
 //! one, so there is a single code path for all three. The [`reloader`] task owns the
-//! applier and serialises reloads.
+//! applier and serialises reloads, and applies the fleet's placements the same way
+//! ([`fleet`]).
 //!
 //! [`Transition`]: crate::events::Transition
 
 pub mod apply;
 pub mod diff;
+pub mod fleet;
 pub mod listeners;
 pub mod order;
 pub mod plan;

@@ -23,6 +23,9 @@ pub enum Step {
     Unserved(Vec<String>),
     /// Groups whose peer changed, with the new definition.
     GroupsMoved(Vec<(String, Group)>),
+    /// Groups whose `peers` (where they may move, in failover order) changed but not their
+    /// peer: nothing is announced (no service moves), the new list takes effect.
+    GroupsChanged(Vec<(String, Group)>),
     /// Existing services whose `group` changed, with the new group (`None` = ungrouped).
     ServicesMoved(Vec<(String, Option<String>)>),
     /// Existing services whose definition changed other than by `group`, with the new one.

@@ -1,5 +1,7 @@
 //! The reloader: one task that owns the [`Applier`] and carries out reload and shutdown
-//! requests one at a time, so concurrent reloads (D-Bus, SIGHUP, corralctl) are serialised.
+//! requests one at a time, so concurrent reloads (D-Bus, SIGHUP, corralctl) are serialised
+//! — with each other and with the fleet's placements, which it applies the same way
+//! ([`super::fleet`]).
 //! The new configuration is read and validated before anything changes; an invalid one is
 //! refused whole (`InvalidConfig`, nothing changed). A valid one is applied; if a service
 //! it starts fails, the reply is `StartFailed` naming the new generation and what failed —
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Applier;
+use super::fleet::FleetLink;
 use crate::config::{Config, ConfigErrors};
 use crate::error::{CommandError, CommandResult};
 use crate::events::Transition;
@@ -52,9 +55,15 @@ pub fn channel() -> (ReloadHandle, ReloadTask) {
 }
 
 impl ReloadTask {
-    /// Starts serving requests with `applier`.
-    pub fn start(self, applier: Applier, loader: Loader, observer: impl ReloadObserver) {
-        tokio::spawn(run(applier, loader, observer, self.0));
+    /// Starts serving requests with `applier`, and the fleet's placements with `fleet`.
+    pub fn start(
+        self,
+        applier: Applier,
+        loader: Loader,
+        observer: impl ReloadObserver,
+        fleet: Option<FleetLink>,
+    ) {
+        tokio::spawn(run(applier, loader, observer, self.0, fleet));
     }
 }
 
@@ -99,13 +108,26 @@ async fn run(
     loader: Loader,
     observer: impl ReloadObserver,
     mut requests: mpsc::Receiver<Request>,
+    mut fleet: Option<FleetLink>,
 ) {
-    while let Some(request) = requests.recv().await {
+    loop {
+        let request = tokio::select! {
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => break,
+            },
+            () = next_placement(&mut fleet) => {
+                if let Some(link) = fleet.as_mut() {
+                    apply_placements(&mut applier, link).await;
+                }
+                continue;
+            }
+        };
         match request {
             Request::Reload(reply) => {
                 // systemd's notify-reload protocol: RELOADING=1 with the time, then READY=1.
                 observer.reloading();
-                let result = reload(&mut applier, &loader).await;
+                let result = reload(&mut applier, &loader, &mut fleet).await;
                 observer.reloaded();
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
@@ -129,6 +151,10 @@ async fn run(
                     "all services stopped ({} transitions)",
                     applied.transitions.len()
                 );
+                if let Some(link) = fleet.as_mut() {
+                    link.release_stopped(applier.current()).await;
+                    link.shutdown().await;
+                }
                 let _ = reply.send(());
                 break;
             }
@@ -136,7 +162,39 @@ async fn run(
     }
 }
 
-async fn reload(applier: &mut Applier, loader: &Loader) -> CommandResult<Vec<Transition>> {
+async fn next_placement(fleet: &mut Option<FleetLink>) {
+    match fleet {
+        Some(link) => link.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies the fleet's placements as a reload of the same files; then releases the groups
+/// that stopped being served here.
+async fn apply_placements(applier: &mut Applier, link: &mut FleetLink) {
+    let effective = link.effective();
+    if effective != *applier.current() {
+        let applied = applier.apply(effective).await;
+        tracing::info!(
+            generation = applier.generation(),
+            "applied the fleet's placements: {} transitions",
+            applied.transitions.len()
+        );
+        if !applied.problems.is_empty() {
+            tracing::warn!(
+                "not every service started:\n{}",
+                applied.problems.join("\n")
+            );
+        }
+    }
+    link.release_stopped(applier.current()).await;
+}
+
+async fn reload(
+    applier: &mut Applier,
+    loader: &Loader,
+    fleet: &mut Option<FleetLink>,
+) -> CommandResult<Vec<Transition>> {
     let loader = loader.clone();
     let loaded = tokio::task::spawn_blocking(move || loader())
         .await
@@ -145,7 +203,14 @@ async fn reload(applier: &mut Applier, loader: &Loader) -> CommandResult<Vec<Tra
         })?;
     match loaded {
         Ok(config) => {
+            let config = match fleet.as_mut() {
+                Some(link) => link.reloaded(config).await,
+                None => config,
+            };
             let applied = applier.apply(config).await;
+            if let Some(link) = fleet.as_mut() {
+                link.release_stopped(applier.current()).await;
+            }
             let generation = applier.generation();
             if applied.problems.is_empty() {
                 tracing::info!(

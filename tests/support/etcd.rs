@@ -143,6 +143,32 @@ impl Etcd {
         }
     }
 
+    /// The gRPC messages etcd has received so far, by method (from its `/metrics`): what
+    /// the hosts cost it.
+    pub async fn requests(&self) -> std::collections::BTreeMap<String, f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.endpoint().trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+                continue;
+            };
+            let method = rest
+                .split("grpc_method=\"")
+                .nth(1)
+                .and_then(|m| m.split('"').next())
+                .unwrap_or("?");
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *counts.entry(method.to_owned()).or_default() += value;
+        }
+        counts
+    }
+
     /// A client for the test's own reads and writes.
     pub async fn client(&self) -> Client {
         Client::connect([self.endpoint()], None).await.unwrap()

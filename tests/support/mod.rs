@@ -6,6 +6,8 @@
 
 #[cfg(feature = "fleet")]
 pub mod etcd;
+#[cfg(feature = "fleet")]
+pub mod hosts;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

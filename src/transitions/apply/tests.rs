@@ -77,9 +77,7 @@ fn applier(log: &Log, problem: Option<&str>) -> Applier {
     publisher(rx, log.clone());
     let manager = watch::channel(ManagerStatus {
         state: DaemonState::Running,
-        host: "a".into(),
-        generation: 0,
-        status_text: String::new(),
+        ..ManagerStatus::starting("a")
     })
     .0;
     let mut applier = Applier::new("a", events.clone(), manager);

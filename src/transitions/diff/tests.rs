@@ -17,6 +17,7 @@ struct View {
     services_created: Vec<(String, Service)>,
     unserved: Vec<String>,
     groups_moved: Vec<(String, Group)>,
+    groups_changed: Vec<(String, Group)>,
     services_moved: Vec<(String, Option<String>)>,
     services_changed: Vec<(String, Service)>,
     served: Vec<String>,
@@ -36,6 +37,7 @@ fn view(plan: &Plan) -> View {
             Step::ServicesCreated(x) => v.services_created = x,
             Step::Unserved(x) => v.unserved = x,
             Step::GroupsMoved(x) => v.groups_moved = x,
+            Step::GroupsChanged(x) => v.groups_changed = x,
             Step::ServicesMoved(x) => v.services_moved = x,
             Step::ServicesChanged(x) => v.services_changed = x,
             Step::Served(x) => {
@@ -297,19 +299,24 @@ fn arb_service(index: usize) -> impl Strategy<Value = Service> {
 }
 
 pub(crate) fn arb_config() -> impl Strategy<Value = Config> {
-    let groups = prop::collection::vec(prop::option::of(prop::sample::select(HOSTS.to_vec())), 3);
+    // Each group: maybe absent; its peer; whether it lists `peers` (all hosts, in an order
+    // the peer picks), so a reload can change `peers` alone.
+    let group = prop::option::of((prop::sample::select(HOSTS.to_vec()), any::<bool>()));
+    let groups = prop::collection::vec(group, 3);
     let services: Vec<_> = (0..SERVICES.len())
         .map(|i| prop::option::of(arb_service(i)))
         .collect();
     (prop::sample::select(HOSTS.to_vec()), groups, services).prop_map(|(host, groups, services)| {
         let mut c = Config::empty(host);
-        for (name, peer) in GROUPS.iter().zip(groups) {
-            if let Some(peer) = peer {
+        for (name, group) in GROUPS.iter().zip(groups) {
+            if let Some((peer, listed)) = group {
+                let mut peers: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+                peers.rotate_left(HOSTS.iter().position(|h| *h == peer).unwrap_or(0));
                 c.groups.insert(
                     name.to_string(),
                     Group {
                         peer: peer.to_owned(),
-                        peers: Vec::new(),
+                        peers: if listed { peers } else { Vec::new() },
                     },
                 );
             }
@@ -325,6 +332,30 @@ pub(crate) fn arb_config() -> impl Strategy<Value = Config> {
 
 fn position(list: &[String], name: &str) -> Option<usize> {
     list.iter().position(|n| n == name)
+}
+
+/// A reload that changes only where a group may move is in the plan (so applying the
+/// plan gives the new configuration), and announces nothing: no service moves.
+#[test]
+fn a_change_to_peers_alone_is_carried_but_not_announced() {
+    let mut a = Config::empty("a");
+    a.groups.insert(
+        "g".into(),
+        Group {
+            peer: "a".into(),
+            peers: vec!["a".into()],
+        },
+    );
+    let mut b = a.clone();
+    b.groups.get_mut("g").unwrap().peers.push("b".into());
+    let (plan, view) = diffed(&a, &b);
+    assert_eq!(
+        view.groups_changed,
+        [("g".to_string(), b.groups["g"].clone())]
+    );
+    assert!(view.groups_moved.is_empty());
+    assert_eq!(transitions(&plan), [Transition::ReloadStarted(1)]);
+    assert_eq!(apply_to(&a, &plan), b);
 }
 
 proptest! {

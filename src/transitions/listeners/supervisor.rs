@@ -60,7 +60,10 @@ impl Listener for SupervisorListener {
                 }
                 Step::Served(served) => return serve(supervisor, served).await,
                 Step::ServicesDestroyed(names) => supervisor.undefine(names.clone()).await,
-                Step::ToBeUnserved(_) | Step::GroupsCreated(_) | Step::GroupsMoved(_) => {}
+                Step::ToBeUnserved(_)
+                | Step::GroupsCreated(_)
+                | Step::GroupsMoved(_)
+                | Step::GroupsChanged(_) => {}
                 Step::GroupsDestroyed(_) => {}
             }
             Problems::new()

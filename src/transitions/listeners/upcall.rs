@@ -46,6 +46,7 @@ impl Listener for UpcallListener {
                 | Step::GroupsCreated(_)
                 | Step::Unserved(_)
                 | Step::GroupsMoved(_)
+                | Step::GroupsChanged(_)
                 | Step::ServicesMoved(_)
                 | Step::Served(_)
                 | Step::GroupsDestroyed(_) => {}
