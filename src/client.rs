@@ -34,6 +34,10 @@ pub trait Manager {
     fn config_generation(&self) -> BusResult<u64>;
     #[zbus(property)]
     fn status_text(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn supervision_mode(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn control_group(&self) -> BusResult<String>;
 
     #[zbus(signal)]
     fn service_state_changed(
@@ -100,6 +104,10 @@ pub trait Service {
     fn desired_state(&self) -> BusResult<String>;
     #[zbus(property)]
     fn desired_state_timestamp(&self) -> BusResult<u64>;
+    #[zbus(property)]
+    fn control_group(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn unenforced_limits(&self) -> BusResult<Vec<String>>;
 }
 
 /// A proxy on the service called `name` (the path is derived, no round trip; a name that

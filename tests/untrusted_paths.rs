@@ -185,6 +185,7 @@ async fn run_until_ready(bus: &TestBus, runtime_dir: &Path) -> Result<(), Daemon
         output: corral::process::OutputMode::Stderr,
         notifier: corral::daemon::systemd::Notifier::new(Some(notify_path)),
         watchdog: None,
+        cgroups: true,
     };
     let shutdown = CancellationToken::new();
     let mut running = tokio::spawn(daemon::run(options, shutdown.clone()));

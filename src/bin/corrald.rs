@@ -1,5 +1,5 @@
-//! `corrald`: the corral daemon. Parses the command line, sets up logging, and runs
-//! [`corral::daemon::run`] until SIGTERM or SIGINT.
+//! `corrald`: the corral daemon. Parses the command line, sets up logging, becomes a child
+//! subreaper, and runs [`corral::daemon::run`] until SIGTERM or SIGINT.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use corral::daemon::{self, DaemonError, Options};
 use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
 use corral::process::output::JOURNAL_STDOUT;
+use corral::process::reaper;
 
 /// Supervise daemons and publish them on the D-Bus system bus
 ///
@@ -65,6 +66,16 @@ struct Args {
     /// journald runs, else corrald's stderr prefixed by the service name.
     #[arg(long, value_enum, default_value = "auto")]
     child_output: ChildOutput,
+    /// Track services with process groups only, even where corrald could give each a
+    /// cgroup.
+    ///
+    /// By default each service runs in a cgroup v2 of its own below corrald's (see
+    /// "Resources and cgroups" in the README): memory_max, tasks_max and cpu_weight are
+    /// enforced, a stop kills every process however it forked, and Pause freezes the
+    /// cgroup. With this option every service runs in its own process group only, as on a
+    /// host without a writable cgroup v2, and its cgroup limits are reported unenforced.
+    #[arg(long)]
+    no_cgroups: bool,
     /// Check the configuration, print what would run, and exit.
     ///
     /// Exits 0 when the configuration is valid, else 2 after printing every error with
@@ -118,7 +129,9 @@ fn main() -> ExitCode {
         },
         notifier: Notifier::from_env(),
         watchdog: watchdog_from_env(),
+        cgroups: !args.no_cgroups,
     };
+    become_subreaper();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,6 +150,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(options: Options) -> Result<(), DaemonError> {
+    tokio::spawn(reaper::run());
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -206,6 +220,20 @@ fn raise_descriptor_limit() {
             corral::process::limits::CHILD_NOFILE_SOFT.min(after.hard)
         ),
         Err(err) => tracing::warn!("cannot raise the descriptor limit (RLIMIT_NOFILE): {err}"),
+    }
+}
+
+/// corrald is a child subreaper, as systemd is for its services: what a service's process
+/// leaves behind when it exits (a forking daemon, a double-forked grandchild) is
+/// reparented to corrald, not to init, so a forking daemon's exit status is known and no
+/// process of a service leaves corral's reach. The reaper task (`serve`) reaps the orphans
+/// that exit.
+fn become_subreaper() {
+    if let Err(err) = reaper::become_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper (PR_SET_CHILD_SUBREAPER): {err}; a forking \
+             daemon's exit status will be unknown"
+        );
     }
 }
 

@@ -128,10 +128,12 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         m.config_generation().await?,
         m.list_services().await?,
     );
+    let (mode, control_group) = (m.supervision_mode().await?, m.control_group().await?);
     if cx.json {
         println!(
             "{}",
-            json!({"version": version, "host": host, "state": state, "config_generation": generation, "services": rows.len()})
+            json!({"version": version, "host": host, "state": state, "config_generation": generation,
+                   "supervision_mode": mode, "control_group": control_group, "services": rows.len()})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -147,6 +149,11 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         "corrald {version} on {host}: {}, configuration generation {generation}",
         paint_state(&state, cx.color)
     );
+    if control_group.is_empty() {
+        println!("services tracked by {mode}");
+    } else {
+        println!("services tracked by {mode} below {control_group}");
+    }
     println!("{} services: {}\n", rows.len(), summary.join(", "));
     print!("{}", service_table(cx, &rows));
     Ok(ExitCode::SUCCESS)

@@ -2,9 +2,10 @@
 //! source, bus, runtime and state dirs, output routing, notify socket, shutdown token), so
 //! tests can run it in-process as well as the real binary.
 //!
-//! Life: read and validate the configuration → own the bus name → `Up` (every served
-//! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
-//! SIGHUP or `Reload()` → `STOPPING=1` → `Down` (all stopped in reverse order) → return.
+//! Life: read and validate the configuration → set up the cgroups (or process groups) →
+//! own the bus name → `Up` (every served service started, in dependency order) →
+//! `READY=1` → serve until shutdown, reloading on SIGHUP or `Reload()` → `STOPPING=1` →
+//! `Down` (all stopped in reverse order) → release the cgroups → return.
 
 pub mod systemd;
 
@@ -26,6 +27,7 @@ use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
+use crate::process::cgroup::{self, Cgroups, Mode};
 use crate::store::{Store, StoreError, StoreHealth};
 use crate::supervisor;
 use crate::transitions::Applier;
@@ -50,6 +52,9 @@ pub struct Options {
     pub notifier: Notifier,
     /// Ping systemd's watchdog at half this interval.
     pub watchdog: Option<Duration>,
+    /// Run each service in a cgroup of its own where this host gives corrald a writable
+    /// cgroup v2 subtree; `false` (`corrald --no-cgroups`): process groups everywhere.
+    pub cgroups: bool,
 }
 
 /// Why corrald could not run.
@@ -92,6 +97,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         .await
         .map_err(DaemonError::State)?;
 
+    let cgroups = setup_cgroups(&options).await;
     let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(
         supervisor::Settings {
@@ -99,6 +105,7 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
             output: options.output.clone(),
             events: events.clone(),
             store: store.clone(),
+            cgroups: cgroups.clone(),
         },
         supervisor::Durable {
             desired: loaded.desired,
@@ -110,6 +117,11 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
         host: initial.daemon.host.clone(),
         generation: 0,
         status_text: String::new(),
+        supervision: cgroups.mode().name(),
+        control_group: match cgroups.mode() {
+            Mode::Cgroups { root, .. } => root.clone(),
+            Mode::ProcessGroups { .. } => String::new(),
+        },
     });
     tokio::spawn(publish_store_health(
         store.health(),
@@ -223,6 +235,12 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     options.notifier.stopping();
     supervisor.shutting_down().await;
     reloader.shutdown().await;
+    // Every service has stopped: the cgroups corrald made go too.
+    for busy in cgroups.release() {
+        tracing::warn!(
+            "cgroup {busy} still holds processes after every service stopped; left in place"
+        );
+    }
     background.cancel();
     events.flush().await;
     let _ = connection.release_name(BUS_NAME).await;
@@ -231,6 +249,20 @@ pub async fn run(options: Options, shutdown: CancellationToken) -> Result<(), Da
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The cgroup driver: cgroup v2 where this host allows it (a private subtree per runtime
+/// directory outside systemd), else process groups, saying why.
+async fn setup_cgroups(options: &Options) -> Cgroups {
+    if !options.cgroups {
+        let cgroups = Cgroups::disabled("corrald was started with --no-cgroups");
+        tracing::info!("tracking services with {}", cgroups.mode());
+        return cgroups;
+    }
+    let instance = cgroup::instance_name(&options.runtime_dir);
+    tokio::task::spawn_blocking(move || Cgroups::setup(&instance))
+        .await
+        .expect("the cgroup setup does not panic")
 }
 
 /// Creates the runtime directory (mode 0755, parents too), or checks the one that exists:

@@ -1,4 +1,5 @@
-//! The manager's own published state: `State`, `Host` and `ConfigGeneration`. The daemon
+//! The manager's own published state: `State`, `Host`, `ConfigGeneration`, and how it
+//! tracks services (`SupervisionMode`, `ControlGroup`). The daemon
 //! and the transition applier write it; the Manager D-Bus object reads it from a `watch`.
 
 /// `State` of the manager.
@@ -32,4 +33,10 @@ pub struct ManagerStatus {
     /// `StatusText`: what is wrong with corrald itself that clients should see (a state
     /// store that cannot write), `""` when nothing is.
     pub status_text: String,
+    /// `SupervisionMode`: how services' processes are tracked, `cgroup` or
+    /// `process-groups` (decided once at start-up).
+    pub supervision: &'static str,
+    /// `ControlGroup`: the cgroup below which services run (corrald's base), `""` without
+    /// cgroups.
+    pub control_group: String,
 }

@@ -185,7 +185,9 @@ impl Supervisor {
                 reply,
             } => {
                 if !self.units.contains_key(&name) {
+                    let unenforced = self.settings.cgroups.unenforceable(&spec.cgroup_limits);
                     let mut unit = Unit::new(name.clone(), spec, served);
+                    unit.unenforced = unenforced.iter().map(ToString::to_string).collect();
                     unit.desired = self.desired_unclaimed.remove(&name);
                     unit.published = std::sync::Arc::new(unit.snapshot(now_usec()));
                     unit.status_tx.send_replace(unit.published.clone());
@@ -197,7 +199,11 @@ impl Supervisor {
             }
             Command::Redefine { name, spec, reply } => {
                 if let Some(unit) = self.units.get_mut(&name) {
+                    let limits = unit.spec.cgroup_limits != spec.cgroup_limits;
                     unit.spec = Arc::new(spec);
+                    if limits {
+                        self.limits_changed(&name);
+                    }
                 }
                 self.publish(&name);
                 let _ = reply.send(());
@@ -392,6 +398,15 @@ impl Supervisor {
     }
 
     fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
+        // With a cgroup, Pause and Resume use the freezer and reply once it is done.
+        let reply = match action {
+            SignalAction::Pause => self.freeze_unit(name, true, reply),
+            SignalAction::Resume => self.freeze_unit(name, false, reply),
+            SignalAction::Kill(_) => Some(reply),
+        };
+        let Some(reply) = reply else {
+            return;
+        };
         let result = self.signal_unit(name, action);
         self.publish(name);
         let _ = reply.send(result);

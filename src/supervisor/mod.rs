@@ -8,9 +8,14 @@
 //! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
 //! changes go out as [`Event`](crate::events::Event)s to the publisher and into a `watch` per service that the
 //! D-Bus properties read.
+//!
+//! Where corrald has cgroups, a run's cgroup is the authority on its processes: signals,
+//! `Stop`'s final kill and `Pause` go to the cgroup, and a run is over once it is empty.
+//! Otherwise the run's process groups play that part.
 
 mod actor;
 mod batch;
+mod cgroups;
 mod durable;
 mod exit;
 mod internal;
@@ -34,6 +39,7 @@ use crate::error::{CommandError, CommandResult};
 use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
 
 use crate::process::OutputMode;
+use crate::process::cgroup::Cgroups;
 use crate::store::Store;
 
 pub use durable::Durable;
@@ -47,6 +53,9 @@ pub struct Settings {
     pub events: EventSender,
     /// Where desired states and run records are kept.
     pub store: Store,
+    /// Each service's cgroup, or process groups where corrald has no cgroup v2 subtree
+    /// (see [`crate::process::cgroup`]).
+    pub cgroups: Cgroups,
 }
 
 /// One row of `ListServices`.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::config::Service;
 use crate::error::CommandResult;
 use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
+use crate::process::cgroup::ServiceCgroup;
 use crate::store::DesiredRecord;
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
@@ -35,6 +36,10 @@ pub struct Run {
     /// forking service's launcher is gone and its pidfile not read yet: then nothing would
     /// report the end of a stop, so the stop path looks for itself.
     pub exit_watched: bool,
+    /// The run's cgroup (cgroup mode). When set it, not the process groups, says which
+    /// processes are the run's: signals and kills go to it, and the run is over once it is
+    /// empty. `None` in process-group mode and for an adopted daemon outside it.
+    pub cgroup: Option<ServiceCgroup>,
 }
 
 impl Run {
@@ -146,6 +151,9 @@ pub struct Unit {
     /// What a client last asked for (`Start`/`Stop`), kept in the state store; overrides
     /// `autostart`.
     pub desired: Option<DesiredRecord>,
+    /// The configured cgroup limits this host does not enforce, each with the reason
+    /// (`UnenforcedLimits`).
+    pub unenforced: Vec<String>,
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
@@ -171,6 +179,7 @@ impl Unit {
             status_text: String::new(),
             online: false,
             desired: None,
+            unenforced: Vec::new(),
             active_jobs: 0,
             queued_jobs: 0,
             published: Arc::new(placeholder_status()),
@@ -256,6 +265,11 @@ impl Unit {
             queued_jobs: self.queued_jobs,
             desired: self.desired.as_ref().map_or("", |d| d.state.as_str()),
             desired_since: self.desired.as_ref().map_or(0, |d| d.since_us),
+            control_group: self
+                .run()
+                .and_then(|run| run.cgroup.as_ref())
+                .map_or_else(String::new, |cgroup| cgroup.path().to_owned()),
+            unenforced_limits: self.unenforced.clone(),
         }
     }
 }
@@ -283,6 +297,8 @@ fn placeholder_status() -> ServiceStatus {
         queued_jobs: 0,
         desired: "",
         desired_since: 0,
+        control_group: String::new(),
+        unenforced_limits: Vec::new(),
     }
 }
 

@@ -80,6 +80,8 @@ fn applier(log: &Log, problem: Option<&str>) -> Applier {
         host: "a".into(),
         generation: 0,
         status_text: String::new(),
+        supervision: "process-groups",
+        control_group: String::new(),
     })
     .0;
     let mut applier = Applier::new("a", events.clone(), manager);
