@@ -151,7 +151,7 @@ exec = ["sh", "-c", "sleep 76111 & exec sleep 76112"]
 async fn each_run_gets_a_fresh_cgroup_that_goes_when_the_run_is_over() {
     let bus = TestBus::start();
     let config = "[services.cg]\nexec = [\"sleep\", \"7621\"]\n";
-    let _corrald = start_in_cgroup_mode(&bus, config).await;
+    let mut corrald = start_in_cgroup_mode(&bus, config).await;
     let conn = bus.connect().await;
     let m = manager(&conn).await;
     let base = m.control_group().await.unwrap();
@@ -162,7 +162,7 @@ async fn each_run_gets_a_fresh_cgroup_that_goes_when_the_run_is_over() {
     let first = cg.main_pid().await.unwrap();
     assert_eq!(procs(&dir), [first]);
     assert_eq!(
-        read(&Path::new(&format!("/proc/{first}/cgroup")).to_path_buf())
+        read(Path::new(&format!("/proc/{first}/cgroup")))
             .lines()
             .find(|l| l.starts_with("0::"))
             .unwrap(),
@@ -187,6 +187,9 @@ async fn each_run_gets_a_fresh_cgroup_that_goes_when_the_run_is_over() {
     cg.stop().await.unwrap();
     assert_eq!(cg.control_group().await.unwrap(), "");
     assert!(!dir.exists());
+    // At a clean shutdown corrald removes the private subtree it made.
+    assert_eq!(corrald.terminate().await, Some(0));
+    assert!(!cgroup_dir(&base).exists(), "{base} left behind");
 }
 
 #[tokio::test]
@@ -239,6 +242,18 @@ async fn limits_are_written_or_reported_unenforced_also_after_a_reload() {
         }
     };
     check(lim.unenforced_limits().await.unwrap(), corrald.log(), 32);
+    // `corralctl status` shows both.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_corralctl"))
+        .args(["status", "lim"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    let path = lim.control_group().await.unwrap();
+    assert!(shown.contains(&format!("    CGroup: {path}\n")), "{shown}");
+    for limit in lim.unenforced_limits().await.unwrap() {
+        assert!(shown.contains(&format!("   Warning: {limit}\n")), "{shown}");
+    }
 
     // A reload changes a limit of the running service: written at once, no restart.
     let pid = lim.main_pid().await.unwrap();
