@@ -43,6 +43,10 @@ pub trait Manager {
     fn status_text(&self) -> BusResult<String>;
     #[zbus(property)]
     fn fleet(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn supervision_mode(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn control_group(&self) -> BusResult<String>;
 
     #[zbus(signal)]
     fn service_state_changed(
@@ -109,6 +113,10 @@ pub trait Service {
     fn desired_state(&self) -> BusResult<String>;
     #[zbus(property)]
     fn desired_state_timestamp(&self) -> BusResult<u64>;
+    #[zbus(property)]
+    fn control_group(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn unenforced_limits(&self) -> BusResult<Vec<String>>;
 }
 
 /// A proxy on the service called `name` (the path is derived, no round trip; a name that

@@ -55,13 +55,18 @@ or
 .BR busctl (1)
 to talk to it.
 .PP
-Every service runs in its own process group with an explicit environment. Stopping a
-service sends its
+Every service runs in its own process group with an explicit environment, and in a cgroup
+v2 of its own where corrald may write one (see
+.BR \-\-no\-cgroups ).
+Stopping a service sends its
 .I stop_signal
-to the group, waits
+to every process of it, waits
 .IR stop_timeout ,
-then kills the group. When journald runs, a service's standard output and error go to
-the journal with
+then kills what is left (with
+.B cgroup.kill
+in a cgroup, so that nothing escapes). corrald is a child subreaper: what a service's
+process leaves behind when it exits is reparented to corrald, which reaps it. When
+journald runs, a service's standard output and error go to the journal with
 .BI SYSLOG_IDENTIFIER= name\fR.
 .PP
 With a

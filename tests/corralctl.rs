@@ -153,6 +153,16 @@ async fn overview_and_reload() {
         "{text}"
     );
     assert!(text.contains("2 services: 1 active, 1 inactive"), "{text}");
+    let m = manager(&bus.connect().await).await;
+    let (mode, base) = (
+        m.supervision_mode().await.unwrap(),
+        m.control_group().await.unwrap(),
+    );
+    let tracked = match base.as_str() {
+        "" => format!("services tracked by {mode}\n"),
+        base => format!("services tracked by {mode} below {base}\n"),
+    };
+    assert!(text.contains(&tracked), "{text}");
 
     corrald.write_config(&format!(
         "{CONFIG}[services.gamma]\nexec = [\"sleep\", \"7903\"]\n"

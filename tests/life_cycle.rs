@@ -185,7 +185,9 @@ restart = "on-failure"
 async fn pause_and_resume_stop_and_continue_the_group() {
     let bus = TestBus::start();
     let config = "[services.p]\nexec = [\"sleep\", \"7401\"]\n";
-    let _corrald = Corrald::start(&bus, config).await;
+    // Process groups: with cgroups, Pause freezes instead (tests/cgroups.rs).
+    let _corrald = Corrald::spawn(&bus, config, &["--no-cgroups"]);
+    _corrald.wait_notify("READY=1").await;
     let conn = bus.connect().await;
     let p = service(&conn, "p").await;
     let pid = p.main_pid().await.unwrap();

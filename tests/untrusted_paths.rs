@@ -188,6 +188,7 @@ async fn run_until_ready(bus: &TestBus, runtime_dir: &Path) -> Result<(), Daemon
         exe: env!("CARGO_BIN_EXE_corrald").into(),
         args: Vec::new(),
         fence_program: env!("CARGO_BIN_EXE_corrald").into(),
+        cgroups: true,
     };
     let shutdown = CancellationToken::new();
     let mut running = tokio::spawn(daemon::run(options, None, shutdown.clone()));

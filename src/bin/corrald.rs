@@ -1,5 +1,5 @@
-//! `corrald`: the corral daemon. Parses the command line, sets up logging, and runs
-//! [`corral::daemon::run`] until SIGTERM or SIGINT.
+//! `corrald`: the corral daemon. Parses the command line, sets up logging, becomes a child
+//! subreaper, and runs [`corral::daemon::run`] until SIGTERM or SIGINT.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use corral::daemon::{self, DaemonError, Options};
 use corral::logging::{self, LogTarget};
 use corral::process::OutputMode;
 use corral::process::output::JOURNAL_STDOUT;
+use corral::process::reaper;
 use corral::reexec::Handover;
 
 /// Supervise daemons and publish them on the D-Bus system bus
@@ -66,6 +67,16 @@ struct Args {
     /// journald runs, else corrald's stderr prefixed by the service name.
     #[arg(long, value_enum, default_value = "auto")]
     child_output: ChildOutput,
+    /// Track services with process groups only, even where corrald could give each a
+    /// cgroup.
+    ///
+    /// By default each service runs in a cgroup v2 of its own below corrald's (see
+    /// "Resources and cgroups" in the README): memory_max, tasks_max and cpu_weight are
+    /// enforced, a stop kills every process however it forked, and Pause freezes the
+    /// cgroup. With this option every service runs in its own process group only, as on a
+    /// host without a writable cgroup v2, and its cgroup limits are reported unenforced.
+    #[arg(long)]
+    no_cgroups: bool,
     /// Check the configuration, print what would run, and exit.
     ///
     /// Exits 0 when the configuration is valid, else 2 after printing every error with
@@ -147,7 +158,9 @@ fn main() -> ExitCode {
         // The running executable even if the file was replaced or deleted since (an
         // upgrade): the fence must be the same corrald.
         fence_program: PathBuf::from("/proc/self/exe"),
+        cgroups: !args.no_cgroups,
     };
+    become_subreaper();
     // A handover that cannot be read is not fatal: corrald then starts as after a crash,
     // re-adopting every service from the state store's run records.
     let handover = args.deserialize.and_then(|fd| match Handover::read(fd) {
@@ -175,6 +188,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(options: Options, handover: Option<Handover>) -> Result<(), DaemonError> {
+    tokio::spawn(reaper::run());
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     tokio::spawn(async move {
@@ -244,6 +258,20 @@ fn raise_descriptor_limit() {
             corral::process::limits::CHILD_NOFILE_SOFT.min(after.hard)
         ),
         Err(err) => tracing::warn!("cannot raise the descriptor limit (RLIMIT_NOFILE): {err}"),
+    }
+}
+
+/// corrald is a child subreaper, as systemd is for its services: what a service's process
+/// leaves behind when it exits (a forking daemon, a double-forked grandchild) is
+/// reparented to corrald, not to init, so a forking daemon's exit status is known and no
+/// process of a service leaves corral's reach. The reaper task (`serve`) reaps the orphans
+/// that exit.
+fn become_subreaper() {
+    if let Err(err) = reaper::become_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper (PR_SET_CHILD_SUBREAPER): {err}; a forking \
+             daemon's exit status will be unknown"
+        );
     }
 }
 

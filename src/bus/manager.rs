@@ -296,6 +296,20 @@ impl ManagerObject {
         self.status.borrow().fleet.to_owned()
     }
 
+    /// How services' processes are tracked: `cgroup` (each service in a cgroup v2 of its
+    /// own) or `process-groups` (no writable cgroup v2 here, or `corrald --no-cgroups`).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn supervision_mode(&self) -> String {
+        self.status.borrow().supervision.to_owned()
+    }
+
+    /// The cgroup below which the services' cgroups are (corrald's base), `""` without
+    /// cgroups.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn control_group(&self) -> String {
+        self.status.borrow().control_group.clone()
+    }
+
     #[zbus(signal)]
     pub async fn group_created(
         emitter: &SignalEmitter<'_>,

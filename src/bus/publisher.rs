@@ -288,5 +288,15 @@ fn changed_properties<'a>(
         old.queued_jobs != new.queued_jobs,
         new.queued_jobs.into(),
     );
+    put(
+        "ControlGroup",
+        old.control_group != new.control_group,
+        new.control_group.as_str().into(),
+    );
+    put(
+        "UnenforcedLimits",
+        old.unenforced_limits != new.unenforced_limits,
+        (&new.unenforced_limits).into(),
+    );
     changed
 }

@@ -79,7 +79,9 @@ impl ServiceObject {
         Ok(self.supervisor.restart(&self.name, &by).await?)
     }
 
-    /// SIGSTOP to the whole process group.
+    /// Pauses every process of the service: freezes its cgroup (the cgroup freezer,
+    /// invisible to the processes) where corrald has cgroups, else SIGSTOP to its process
+    /// group. Returns once all are frozen.
     async fn pause(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -89,7 +91,7 @@ impl ServiceObject {
         Ok(self.supervisor.pause(&self.name).await?)
     }
 
-    /// SIGCONT to the whole process group.
+    /// Resumes a paused service: thaws its cgroup, else SIGCONT to its process group.
     async fn resume(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -99,7 +101,8 @@ impl ServiceObject {
         Ok(self.supervisor.resume(&self.name).await?)
     }
 
-    /// Sends `signal` (a number, e.g. 1 for SIGHUP) to the whole process group.
+    /// Sends `signal` (a number, e.g. 1 for SIGHUP) to every process of the service: each
+    /// in its cgroup (SIGKILL with `cgroup.kill`), else its process group.
     async fn kill(
         &self,
         signal: i32,
@@ -267,6 +270,21 @@ impl ServiceObject {
     #[zbus(property)]
     fn desired_state_timestamp(&self) -> u64 {
         self.status().desired_since
+    }
+
+    /// The cgroup of the current run (e.g.
+    /// `/system.slice/corral.service/services/web.service`), `""` without cgroups or a run.
+    #[zbus(property)]
+    fn control_group(&self) -> String {
+        self.status().control_group.clone()
+    }
+
+    /// Each configured cgroup limit this host does not enforce, with the reason, e.g.
+    /// `memory_max = 512M is not enforced: the memory controller is not available to
+    /// corrald's cgroups: …`; empty when every limit is enforced.
+    #[zbus(property)]
+    fn unenforced_limits(&self) -> Vec<String> {
+        self.status().unenforced_limits.clone()
     }
 }
 

@@ -45,12 +45,12 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Pause services (SIGSTOP to the process group).
+    /// Pause services (freeze their cgroups; SIGSTOP to the process group without cgroups).
     Pause {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Resume paused services (SIGCONT).
+    /// Resume paused services (thaw their cgroups; SIGCONT without cgroups).
     Resume {
         #[arg(required = true)]
         names: Vec<String>,

@@ -134,10 +134,13 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         m.fleet().await?,
         m.list_services().await?,
     );
+    let (mode, control_group) = (m.supervision_mode().await?, m.control_group().await?);
     if cx.json {
         println!(
             "{}",
-            json!({"version": version, "host": host, "state": state, "config_generation": generation, "fleet": fleet, "services": rows.len()})
+            json!({"version": version, "host": host, "state": state, "config_generation": generation,
+                   "fleet": fleet, "supervision_mode": mode, "control_group": control_group,
+                   "services": rows.len()})
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -158,6 +161,11 @@ async fn overview(cx: &Context) -> BusResult<ExitCode> {
         "corrald {version} on {host}: {}, configuration generation {generation}{fleet}",
         paint_state(&state, cx.color)
     );
+    if control_group.is_empty() {
+        println!("services tracked by {mode}");
+    } else {
+        println!("services tracked by {mode} below {control_group}");
+    }
     println!("{} services: {}\n", rows.len(), summary.join(", "));
     print!("{}", service_table(cx, &rows));
     Ok(ExitCode::SUCCESS)

@@ -54,6 +54,8 @@ struct Details {
     desired_since: u64,
     methods: Vec<String>,
     recipes: Vec<String>,
+    control_group: String,
+    unenforced: Vec<String>,
 }
 
 impl Details {
@@ -75,6 +77,8 @@ impl Details {
             desired_since: s.desired_state_timestamp().await?,
             methods: s.methods().await?,
             recipes: s.recipes().await?,
+            control_group: s.control_group().await?,
+            unenforced: s.unenforced_limits().await?,
         })
     }
 
@@ -87,6 +91,7 @@ impl Details {
             "last_error": self.last_error, "online": self.online,
             "desired_state": self.desired, "desired_state_timestamp": self.desired_since,
             "methods": self.methods, "recipes": self.recipes,
+            "control_group": self.control_group, "unenforced_limits": self.unenforced,
         })
     }
 
@@ -118,6 +123,12 @@ impl Details {
         ));
         if self.pid != 0 {
             out.push_str(&format!("  Main PID: {}\n", self.pid));
+        }
+        if !self.control_group.is_empty() {
+            out.push_str(&format!("    CGroup: {}\n", self.control_group));
+        }
+        for limit in &self.unenforced {
+            out.push_str(&format!("   Warning: {limit}\n"));
         }
         out.push_str(&format!(
             "  Restarts: {}; last exit status {}\n",

@@ -2,11 +2,12 @@
 //! source, bus, runtime and state dirs, output routing, notify socket, shutdown token), so
 //! tests can run it in-process as well as the real binary.
 //!
-//! Life: read and validate the configuration → (with `[fleet]`: start the fence and the
-//! fleet) → own the bus name → `Up` (every served service started, in dependency order) →
-//! `READY=1` → serve until shutdown, reloading on SIGHUP or `Reload()` and applying the
-//! fleet's placements → `STOPPING=1` → `Down` (all stopped in reverse order, every group
-//! released, the fleet left) → return.
+//! Life: read and validate the configuration → set up the cgroups (or process groups) →
+//! (with `[fleet]`: start the fence and the fleet) → own the bus name → `Up` (every served
+//! service started, in dependency order) → `READY=1` → serve until shutdown, reloading on
+//! SIGHUP or `Reload()` and applying the fleet's placements → `STOPPING=1` → `Down` (all
+//! stopped in reverse order, every group released, the fleet left) → release the cgroups
+//! → return.
 
 mod fleet;
 pub mod systemd;
@@ -30,6 +31,7 @@ use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
+use crate::process::cgroup::{self, Cgroups, Mode};
 use crate::reexec;
 use crate::store::{Store, StoreError, StoreHealth};
 use crate::supervisor;
@@ -62,6 +64,9 @@ pub struct Options {
     /// With `[fleet]`, corrald starts `PROGRAM --fence` (see [`crate::fence`]): its own
     /// executable, `/proc/self/exe`.
     pub fence_program: PathBuf,
+    /// Run each service in a cgroup of its own where this host gives corrald a writable
+    /// cgroup v2 subtree; `false` (`corrald --no-cgroups`): process groups everywhere.
+    pub cgroups: bool,
 }
 
 /// Why corrald could not run.
@@ -132,6 +137,7 @@ pub async fn run(
         .await
         .map_err(DaemonError::State)?;
 
+    let cgroups = setup_cgroups(&options).await;
     // Before any service starts: with a fleet, each grouped service's processes are
     // named to the fence as they are spawned.
     let fence = match initial.fleet {
@@ -153,6 +159,7 @@ pub async fn run(
             events: events.clone(),
             store: store.clone(),
             fence: fence.clone(),
+            cgroups: cgroups.clone(),
         },
         supervisor::Durable {
             desired: loaded.desired,
@@ -163,6 +170,11 @@ pub async fn run(
     let mut fleet = FleetParts::start(&initial, &supervisor);
     let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
         fleet: fleet.initial_state(),
+        supervision: cgroups.mode().name(),
+        control_group: match cgroups.mode() {
+            Mode::Cgroups { root, .. } => root.clone(),
+            Mode::ProcessGroups { .. } => String::new(),
+        },
         ..ManagerStatus::starting(&initial.daemon.host)
     });
     tokio::spawn(publish_store_health(
@@ -307,6 +319,12 @@ pub async fn run(
     options.notifier.stopping();
     supervisor.shutting_down().await;
     reloader.shutdown().await;
+    // Every service has stopped: the cgroups corrald made go too.
+    for busy in cgroups.release() {
+        tracing::warn!(
+            "cgroup {busy} still holds processes after every service stopped; left in place"
+        );
+    }
     background.cancel();
     if let Some(fence) = fence {
         fence.shutdown().await;
@@ -318,6 +336,20 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The cgroup driver: cgroup v2 where this host allows it (a private subtree per runtime
+/// directory outside systemd), else process groups, saying why.
+async fn setup_cgroups(options: &Options) -> Cgroups {
+    if !options.cgroups {
+        let cgroups = Cgroups::disabled("corrald was started with --no-cgroups");
+        tracing::info!("tracking services with {}", cgroups.mode());
+        return cgroups;
+    }
+    let instance = cgroup::instance_name(&options.runtime_dir);
+    tokio::task::spawn_blocking(move || Cgroups::setup(&instance))
+        .await
+        .expect("the cgroup setup does not panic")
 }
 
 /// Creates the runtime directory (mode 0755, parents too), or checks the one that exists:

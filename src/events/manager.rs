@@ -1,6 +1,6 @@
-//! The manager's own published state: `State`, `Host`, `ConfigGeneration` and `Fleet`. The
-//! daemon, the transition applier and the fleet write it; the Manager D-Bus object reads it
-//! from a `watch`.
+//! The manager's own published state: `State`, `Host`, `ConfigGeneration`, `Fleet`, and
+//! how it tracks services (`SupervisionMode`, `ControlGroup`). The daemon, the transition
+//! applier and the fleet write it; the Manager D-Bus object reads it from a `watch`.
 
 /// `State` of the manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,17 @@ pub struct ManagerStatus {
     /// The groups the applied configuration serves here (`peer` = this host), in name
     /// order: this host's line of `ListHostDetails` when there is no fleet to ask.
     pub groups_here: Vec<String>,
+    /// `SupervisionMode`: how services' processes are tracked, `cgroup` or
+    /// `process-groups` (decided once at start-up).
+    pub supervision: &'static str,
+    /// `ControlGroup`: the cgroup below which services run (corrald's base), `""` without
+    /// cgroups.
+    pub control_group: String,
 }
 
 impl ManagerStatus {
-    /// The status of a corrald that is starting on `host`.
+    /// The status of a corrald that is starting on `host` (process groups until the
+    /// daemon says otherwise).
     pub fn starting(host: &str) -> ManagerStatus {
         ManagerStatus {
             state: DaemonState::Starting,
@@ -50,6 +57,8 @@ impl ManagerStatus {
             status_text: String::new(),
             fleet: "off",
             groups_here: Vec::new(),
+            supervision: "process-groups",
+            control_group: String::new(),
         }
     }
 }

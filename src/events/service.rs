@@ -109,6 +109,11 @@ pub struct ServiceStatus {
     pub desired: &'static str,
     /// `DesiredStateTimestamp`: since when (µs since the epoch), 0 with no desired state.
     pub desired_since: u64,
+    /// `ControlGroup`: the current run's cgroup path, `""` without one.
+    pub control_group: String,
+    /// `UnenforcedLimits`: each configured cgroup limit this host does not enforce, with
+    /// the reason ("memory_max = 512M is not enforced: …").
+    pub unenforced_limits: Vec<String>,
 }
 
 /// Microseconds since the epoch, for `StateChangeTimestamp`.

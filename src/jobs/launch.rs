@@ -98,7 +98,7 @@ impl Jobs {
             let store = self.store.clone();
             // Its step is still corrald's child: reap it, and record how the job ended.
             tokio::spawn(async move {
-                if let Ok(mut child) = crate::process::child::Child::adopt(job.pid) {
+                if let Ok(mut child) = crate::process::child::Child::inherit(job.pid) {
                     let _ = child.wait().await;
                 }
                 let mut record = ended(job.record, &JobOutcome::Cancelled);

@@ -64,7 +64,7 @@ pub(super) async fn run_steps(
         }
         let what = || format!("step {} ({})", i + 1, step.join(" "));
         let child = match resume {
-            Resume::Running { index, pid } if index == i => Child::adopt(pid),
+            Resume::Running { index, pid } if index == i => Child::inherit(pid),
             _ => spawn_unfrozen(spec, step, i, &mut env).await,
         };
         let mut child = match child {

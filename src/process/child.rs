@@ -1,7 +1,8 @@
 //! A spawned service process, owned by one task that awaits its exit through its pidfd:
 //! the kernel makes the pidfd readable when the process exits, and `waitid(P_PIDFD)` reaps
 //! it and gives its status. No SIGCHLD handler, no `waitpid(-1)`: tokio's own children are
-//! untouched.
+//! untouched. Each such child is registered with [`super::reaper`] from its start until it
+//! is reaped, so the orphan reaper leaves it to its owner.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -10,6 +11,8 @@ use std::process::ExitStatus;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use super::reaper;
 
 /// A child process of corrald (see [`super::spawn()`]).
 #[derive(Debug)]
@@ -21,7 +24,8 @@ pub struct Child {
 }
 
 impl Child {
-    /// Wraps a child and its pidfd. Must be called inside the tokio runtime.
+    /// Wraps a child and its pidfd; the child was registered with [`super::reaper`] when it
+    /// was started. Must be called inside the tokio runtime.
     pub(crate) fn new(pid: u32, pidfd: OwnedFd) -> io::Result<Child> {
         // SAFETY: we own `pidfd` and neither close nor replace it while the AsyncFd holds it.
         let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE)? };
@@ -32,18 +36,34 @@ impl Child {
         })
     }
 
+    /// Takes over process `pid` as a [`Child`] if it is corrald's child — a forking
+    /// daemon whose launcher exited, reparented to corrald as a child subreaper — so that
+    /// its exit status is known. `Ok(None)` when it is someone else's child (then only its
+    /// exit can be awaited, through [`super::pidfd::ProcessWatch`]); `Err` when it is gone.
+    pub fn adopt(pid: u32) -> io::Result<Option<Child>> {
+        let registering = reaper::registering();
+        let pidfd = super::pidfd::open(pid)?;
+        // A child another owner awaits already stays that owner's.
+        if registering.owns(pid) || !reaper::is_own_child(&pidfd)? {
+            return Ok(None);
+        }
+        registering.own(pid);
+        drop(registering);
+        Child::new(pid, pidfd).map(Some).inspect_err(|_| {
+            reaper::disown(pid);
+        })
+    }
+
     /// Takes over `pid`, a child of this process that an earlier program in this same
     /// process spawned (a live re-exec keeps the children): it can be awaited and reaped
-    /// like any other. Fails when there is no such process (it was reaped already).
-    pub fn adopt(pid: u32) -> io::Result<Child> {
-        // SAFETY: pidfd_open takes (pid, flags) and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the syscall returned a fresh fd that we now own.
-        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-        Child::new(pid, pidfd)
+    /// like any other, and the orphan reaper leaves it alone. Fails when there is no such
+    /// process (it was reaped already).
+    pub fn inherit(pid: u32) -> io::Result<Child> {
+        let registering = reaper::registering();
+        let pidfd = super::pidfd::open(pid)?;
+        registering.own(pid);
+        drop(registering);
+        Child::new(pid, pidfd).inspect_err(|_| reaper::disown(pid))
     }
 
     /// Its PID; `None` once it has been reaped (the number may belong to another process
@@ -87,6 +107,7 @@ impl Child {
         };
         self.status = Some(status);
         self.pidfd = None;
+        reaper::disown(self.pid);
         Ok(Some(status))
     }
 
@@ -112,6 +133,7 @@ impl Drop for Child {
         let Some(pidfd) = self.pidfd.take() else {
             return;
         };
+        let pid = self.pid;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 while reap(pidfd.get_ref()).ok().flatten().is_none() {
@@ -120,6 +142,7 @@ impl Drop for Child {
                         Err(_) => return,
                     }
                 }
+                reaper::disown(pid);
             });
         }
     }

@@ -3,6 +3,7 @@
 //! user, working directory, rlimits, umask and no_new_privileges (not its cgroup: the
 //! command is corrald's, bounded by `frame_timeout`).
 
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
 use super::spawn::{prepare_child, resolve_program};
@@ -26,7 +27,10 @@ pub(crate) fn command(
         .current_dir(&spec.working_directory)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // A group of its own: what it leaves behind is then recognisably an orphan, which
+        // corrald, a child subreaper, reaps (`process::reaper`).
+        .process_group(0);
     prepare_child(&mut command, spec).map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::from(command);
     command.kill_on_drop(true);

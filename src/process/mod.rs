@@ -16,6 +16,7 @@ pub mod output;
 pub mod pidfd;
 pub mod pidfile;
 pub mod procfs;
+pub mod reaper;
 pub mod signal;
 pub mod spawn;
 mod vfork;

@@ -1,6 +1,7 @@
-//! Awaiting the exit of a process that is not our child (a forking daemon's main PID, an
-//! adopted one) through a pidfd: the kernel makes it readable when the process exits, so
-//! we await that instead of polling `/proc`.
+//! Awaiting the exit of a process that is not our child (an adopted daemon) through a
+//! pidfd: the kernel makes it readable when the process exits, so we await that instead of
+//! polling `/proc`. [`MainWatch`] takes a main process that is corrald's child (a forking
+//! daemon, reparented to corrald the subreaper) as a child instead, to know its status.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -16,13 +17,7 @@ pub struct ProcessWatch {
 impl ProcessWatch {
     /// Opens a pidfd for `pid`. Fails with `ESRCH` when no such process exists.
     pub fn open(pid: u32) -> io::Result<ProcessWatch> {
-        // SAFETY: pidfd_open takes (pid, flags) and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the syscall returned a fresh fd that we now own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = open(pid)?;
         // SAFETY: we own `fd` and neither close nor replace it while the AsyncFd holds it.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE)? };
         Ok(ProcessWatch { fd })
@@ -33,6 +28,46 @@ impl ProcessWatch {
         let _ready = self.fd.readable().await?;
         Ok(())
     }
+}
+
+/// A main process corrald awaits: its own child, whose exit status it reaps, or another
+/// process's (an adopted daemon), of which only the exit is known.
+pub enum MainWatch {
+    Child(super::Child),
+    Other(ProcessWatch),
+}
+
+impl MainWatch {
+    /// Watches `pid`: as a [`super::Child`] when it is corrald's child (a forking daemon
+    /// reparented to corrald, the subreaper), else through a pidfd. Fails when it is gone.
+    pub fn open(pid: u32) -> io::Result<MainWatch> {
+        Ok(match super::Child::adopt(pid)? {
+            Some(child) => MainWatch::Child(child),
+            None => MainWatch::Other(ProcessWatch::open(pid)?),
+        })
+    }
+
+    /// Resolves once it has exited, with its exit status when it was corrald's child.
+    pub async fn exited(self) -> Option<std::process::ExitStatus> {
+        match self {
+            MainWatch::Child(mut child) => child.wait().await.ok(),
+            MainWatch::Other(watch) => {
+                let _ = watch.exited().await;
+                None
+            }
+        }
+    }
+}
+
+/// `pidfd_open(pid)`: a pidfd for `pid`, or `ESRCH` when no such process exists.
+pub(crate) fn open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes (pid, flags) and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall returned a fresh fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

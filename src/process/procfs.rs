@@ -1,6 +1,6 @@
-//! What `/proc` says about a process that is not necessarily our child: its parent and
-//! process group, the users it runs as, and its executable (for messages). The control
-//! channel's peer check and pidfile trust are built on these.
+//! What `/proc` says about a process that is not necessarily our child: its parent,
+//! process group and session, the users it runs as, and its executable (for messages). The
+//! control channel's peer check, pidfile trust and the orphan reaper are built on these.
 //!
 //! Every answer is a snapshot: the process may exit, and its PID be reused, right after.
 //! Callers that act on a PID combine these with a check the kernel makes atomically (the
@@ -13,6 +13,8 @@ use std::fs;
 pub struct Stat {
     pub ppid: u32,
     pub pgrp: u32,
+    /// Its session (the session leader's PID).
+    pub session: u32,
     /// Zombie or dead: the process has exited and is no longer anyone's member.
     pub exited: bool,
 }
@@ -31,9 +33,11 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let state = fields.next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgrp = fields.next()?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
     Some(Stat {
         ppid,
         pgrp,
+        session,
         exited: matches!(state, "Z" | "X"),
     })
 }
@@ -127,10 +131,11 @@ mod tests {
             Some(Stat {
                 ppid: 7,
                 pgrp: 42,
+                session: 42,
                 exited: false
             })
         );
-        assert!(parse_stat("9 (x) Z 1 9 9").unwrap().exited);
+        assert!(parse_stat("9 (x) Z 1 9 9 9").unwrap().exited);
         assert_eq!(parse_stat("9 (x) S"), None);
     }
 
@@ -161,6 +166,10 @@ mod tests {
         let stat = stat(me).unwrap();
         assert_eq!(stat.ppid, nix::unistd::getppid().as_raw() as u32);
         assert_eq!(stat.pgrp, nix::unistd::getpgrp().as_raw() as u32);
+        assert_eq!(
+            stat.session,
+            nix::unistd::getsid(None).unwrap().as_raw() as u32
+        );
         assert!(!stat.exited);
         let uid = nix::unistd::geteuid().as_raw();
         assert!(runs_only_as(me, uid));

@@ -116,9 +116,12 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// Whether the recorded process still runs: the PID exists and has the recorded start
-    /// time, so a PID reused by another process does not count.
+    /// time, so a PID reused by another process does not count, and it is not a zombie
+    /// (dead, its new parent has not reaped it yet).
     pub fn is_running(&self) -> bool {
-        crate::process::procfs::start_ticks(self.main_pid) == Some(self.start_time)
+        use crate::process::procfs;
+        procfs::start_ticks(self.main_pid) == Some(self.start_time)
+            && procfs::stat(self.main_pid).is_some_and(|stat| !stat.exited)
     }
 }
 

@@ -285,6 +285,15 @@ impl Supervisor {
     }
 
     pub(super) fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
+        // With a cgroup, Pause and Resume use the freezer and reply once it is done.
+        let reply = match action {
+            SignalAction::Pause => self.freeze_unit(name, true, reply),
+            SignalAction::Resume => self.freeze_unit(name, false, reply),
+            SignalAction::Kill(_) => Some(reply),
+        };
+        let Some(reply) = reply else {
+            return;
+        };
         let result = self.signal_unit(name, action);
         self.publish(name);
         let _ = reply.send(result);

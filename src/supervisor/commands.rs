@@ -88,7 +88,9 @@ impl Supervisor {
                 reply,
             } => {
                 if !self.units.contains_key(&name) {
+                    let unenforced = self.settings.cgroups.unenforceable(&spec.cgroup_limits);
                     let mut unit = Unit::new(name.clone(), spec, served);
+                    unit.unenforced = unenforced.iter().map(ToString::to_string).collect();
                     unit.desired = self.desired_unclaimed.remove(&name);
                     if let Some(state) = self.inherited.remove(&name) {
                         self.restore(&mut unit, state);
@@ -103,7 +105,11 @@ impl Supervisor {
             }
             Command::Redefine { name, spec, reply } => {
                 if let Some(unit) = self.units.get_mut(&name) {
+                    let limits = unit.spec.cgroup_limits != spec.cgroup_limits;
                     unit.spec = Arc::new(spec);
+                    if limits {
+                        self.limits_changed(&name);
+                    }
                 }
                 self.publish(&name);
                 let _ = reply.send(());

@@ -2,8 +2,9 @@
 //! starts again: each service's *desired state* (a client's `Start`/`Restart` records
 //! `started`, `Stop` records `stopped`; it overrides `autostart` until the opposite call,
 //! a `Revert`, or the service's removal), and the *run record* of each running service
-//! (main PID with its start time, process group), so that after corrald was killed the
-//! services that survived it are adopted, not started a second time.
+//! (main PID with its start time, process group, cgroup), so that after corrald was killed
+//! the services that survived it are adopted, not started a second time, and what is left
+//! of those that did not is killed.
 //!
 //! The supervisor is the one owner of both facts; the store only makes them outlive it.
 
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 
 use super::actor::Supervisor;
 use super::unit::{Phase, Run, StopReason};
+use crate::process::cgroup::ServiceCgroup;
 use crate::process::group;
 use crate::process::procfs;
 use crate::process::signal::signal_group;
@@ -92,7 +94,10 @@ impl Supervisor {
             main_pid: run.main_pid,
             start_time,
             pgid: run.own_group.or(run.main_group).unwrap_or(0),
-            cgroup: String::new(),
+            cgroup: run
+                .cgroup
+                .as_ref()
+                .map_or_else(String::new, |cgroup| cgroup.path().to_owned()),
             run_id: run.id,
             n_restarts: unit.n_restarts,
             extra: serde_json::json!({
@@ -115,13 +120,14 @@ impl Supervisor {
         let Some(record) = self.recovered.remove(name) else {
             return false;
         };
+        let cgroup = self.recorded_cgroup(name, &record);
         if !record.is_running() {
-            kill_leftovers(name, &record);
+            kill_leftovers(name, &record, cgroup.as_ref());
             return false;
         }
         let main_group = record.extra["main_group"].as_u64().map(|g| g as u32);
         let own_group = (record.pgid > 1 && Some(record.pgid) != main_group).then_some(record.pgid);
-        let Ok(watch) = crate::process::pidfd::ProcessWatch::open(record.main_pid) else {
+        let Ok(watch) = crate::process::pidfd::MainWatch::open(record.main_pid) else {
             return false;
         };
         self.watch_main(name, run_id, watch);
@@ -134,6 +140,8 @@ impl Supervisor {
             timer: None,
             exit_watched: true,
             child: None,
+            // Its processes are found by its cgroup, so stop and kill reach every one.
+            cgroup,
         };
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         tracing::info!(
@@ -177,21 +185,77 @@ impl Supervisor {
                     self.begin_stop(&name, StopReason::Requested);
                 }
             } else if !self.units.contains_key(&name) || !record.is_running() {
-                kill_leftovers(&name, &record);
+                let cgroup = self.recorded_cgroup(&name, &record);
+                kill_leftovers(&name, &record, cgroup.as_ref());
+                if let Some(cgroup) = cgroup {
+                    remove_when_empty(cgroup);
+                }
                 self.clear_run(&name);
             }
         }
         for (name, _) in std::mem::take(&mut self.desired_unclaimed) {
             self.settings.store.clear_desired(&name);
         }
+        self.kill_orphaned_cgroups();
+    }
+
+    /// The cgroup a run record names, if it is the service's cgroup in this mode.
+    fn recorded_cgroup(&self, name: &str, record: &RunRecord) -> Option<ServiceCgroup> {
+        self.settings
+            .cgroups
+            .service(name)
+            .filter(|cgroup| !record.cgroup.is_empty() && cgroup.path() == record.cgroup)
+    }
+
+    /// With cgroups, processes left by the last corrald are found even without a run
+    /// record (a store that could not write): a service cgroup that holds processes but
+    /// no current run is emptied and removed.
+    fn kill_orphaned_cgroups(&self) {
+        let in_use: Vec<&str> = self
+            .units
+            .values()
+            .filter_map(|unit| unit.run()?.cgroup.as_ref())
+            .map(ServiceCgroup::path)
+            .collect();
+        for cgroup in self.settings.cgroups.service_cgroups() {
+            if in_use.contains(&cgroup.path()) || !cgroup.is_populated().unwrap_or(false) {
+                continue;
+            }
+            tracing::warn!(
+                "killing the processes left in {} by an earlier corrald: no service runs there now",
+                cgroup.path()
+            );
+            let _ = cgroup.kill();
+            remove_when_empty(cgroup);
+        }
     }
 }
 
-/// Kills whatever is left in the process group of a run that corrald no longer tracks. The
-/// group is the run's when its leader is gone (Linux never reuses a PID that still names a
-/// process group) or is the leader that was recorded; a group led by a newer process that
-/// reused the number is left alone.
-fn kill_leftovers(name: &str, record: &RunRecord) {
+/// Removes `cgroup` once the processes just killed in it are gone.
+fn remove_when_empty(cgroup: ServiceCgroup) {
+    tokio::spawn(async move {
+        if cgroup.wait_empty().await.is_ok() {
+            let _ = cgroup.remove();
+        }
+    });
+}
+
+/// Kills whatever is left of a run that corrald no longer tracks: everything in its cgroup,
+/// else in its process group. The group is the run's when its leader is gone (Linux never
+/// reuses a PID that still names a process group) or is the leader that was recorded; a
+/// group led by a newer process that reused the number is left alone.
+fn kill_leftovers(name: &str, record: &RunRecord, cgroup: Option<&ServiceCgroup>) {
+    if let Some(cgroup) = cgroup {
+        if cgroup.is_populated().unwrap_or(false) {
+            tracing::warn!(
+                service = name,
+                "killing what is left of its last run in {}",
+                cgroup.path()
+            );
+            let _ = cgroup.kill();
+        }
+        return;
+    }
     let ours = match procfs::start_ticks(record.pgid) {
         None => true,
         Some(ticks) => record.extra["group_start"].as_u64() == Some(ticks),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::actor::Supervisor;
+use super::cgroups::finish_cgroup;
 use super::internal::Internal;
 use super::unit::{Phase, Timer};
 use crate::config::RestartPolicy;
@@ -18,15 +19,19 @@ use crate::process::group;
 use crate::process::signal::signal_group;
 
 impl Supervisor {
-    /// The main process exited. Whatever is left of its process group is killed, and the
-    /// run is over once the group is empty — so a restart never overlaps the old
-    /// processes, and `Stop` returns only when every process of the service is gone.
+    /// The main process exited. Whatever is left of the run — its cgroup, else its
+    /// process groups — is killed, and the run is over once that is empty: so a restart
+    /// never overlaps the old processes, and `Stop` returns only when every process of the
+    /// service is gone.
     pub(super) fn on_exit(&mut self, name: &str, run_id: u64, status: Option<ExitStatus>) {
         let Some(run) = self.units.get(name).and_then(|u| u.run()) else {
             return;
         };
         if run.id != run_id {
             return;
+        }
+        if let Some(cgroup) = run.cgroup.clone() {
+            return self.empty_cgroup(name, run_id, status, cgroup);
         }
         let left: Vec<u32> = [run.own_group, run.main_group]
             .into_iter()
@@ -73,9 +78,16 @@ impl Supervisor {
         };
         run.cancel_tasks();
         unit.exec_main_status = status.map_or(-1, exit_code);
+        let oom = run
+            .cgroup
+            .as_ref()
+            .and_then(|cgroup| finish_cgroup(name, cgroup, &unit.spec));
         self.untrack(name, &run);
         self.clear_run(name);
-        let how = describe_exit(status);
+        let mut how = describe_exit(status);
+        if let Some(oom) = &oom {
+            how = format!("{how}; {oom}");
+        }
         let ran_for = run.started.elapsed();
         match stopping {
             Some(reason) => {
@@ -83,7 +95,7 @@ impl Supervisor {
                 self.finish_stop(name, reason);
             }
             None => {
-                let clean = status.is_some_and(|s| s.success());
+                let clean = status.is_some_and(|s| s.success()) && oom.is_none();
                 if clean {
                     tracing::info!(service = name, pid = run.main_pid, "main process {how}");
                 } else {

@@ -1,10 +1,12 @@
-//! What the tasks the supervisor spawns tell it: a child's exit, its process group
-//! emptied, a notify datagram, a timer that fired. Each event names the run it is about, so
-//! events of a run that is over are ignored.
+//! What the tasks the supervisor spawns tell it: a child's exit, its process group or
+//! cgroup emptied, a notify datagram, a timer that fired, a freeze done. Each event names
+//! the run it is about, so events of a run that is over are ignored.
 
 use std::process::ExitStatus;
 
+use super::Reply;
 use super::actor::Supervisor;
+use crate::error::CommandResult;
 use crate::process::notify::Datagram;
 
 /// Process events and timers, sent by the tasks the supervisor spawns. Each names the run
@@ -17,7 +19,8 @@ pub(super) enum Internal {
         run: u64,
         status: Option<ExitStatus>,
     },
-    /// After the main process exited, the rest of its process group is gone too.
+    /// After the main process exited, the rest of its process group (or cgroup) is gone
+    /// too.
     GroupEmptied {
         name: String,
         run: u64,
@@ -47,6 +50,13 @@ pub(super) enum Internal {
         name: String,
         run: u64,
     },
+    /// A `Pause` or `Resume` through the cgroup freezer ended; `reply` awaits `result`.
+    Frozen {
+        name: String,
+        run: u64,
+        result: CommandResult,
+        reply: Reply,
+    },
 }
 
 impl Supervisor {
@@ -66,6 +76,12 @@ impl Supervisor {
             Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
             Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
             Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
+            Internal::Frozen {
+                name,
+                run,
+                result,
+                reply,
+            } => self.on_frozen(&name, run, result, reply),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::config::Service;
+use crate::process::cgroup::ServiceCgroup;
 use crate::process::{OutputMode, SpawnError, SpawnRequest, spawn};
 
 /// Threads spawning at once. On 2 cores, 1000 spawns took ~790 ms from one thread, ~750 ms
@@ -23,6 +24,8 @@ pub(super) struct Launch {
     pub spec: Arc<Service>,
     /// The notify socket's path, for a notify-type service.
     pub notify: Option<PathBuf>,
+    /// The cgroup the child joins before it execs (cgroup mode).
+    pub cgroup: Option<ServiceCgroup>,
     pub now: Instant,
 }
 
@@ -33,7 +36,7 @@ impl Launch {
             service: &self.spec,
             notify_socket: self.notify.as_deref(),
             output,
-            cgroup: None,
+            cgroup: self.cgroup.as_ref(),
         }
     }
 }

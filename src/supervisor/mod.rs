@@ -8,9 +8,14 @@
 //! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
 //! changes go out as [`Event`](crate::events::Event)s to the publisher and into a `watch` per service that the
 //! D-Bus properties read.
+//!
+//! Where corrald has cgroups, a run's cgroup is the authority on its processes: signals,
+//! `Stop`'s final kill and `Pause` go to the cgroup, and a run is over once it is empty.
+//! Otherwise the run's process groups play that part.
 
 mod actor;
 mod batch;
+mod cgroups;
 mod commands;
 mod durable;
 mod exit;
@@ -37,6 +42,7 @@ use crate::events::{EventSender, JobReport, ServiceStatus, Summary};
 use crate::fence::FenceHandle;
 
 use crate::process::OutputMode;
+use crate::process::cgroup::Cgroups;
 use crate::store::Store;
 
 pub use durable::Durable;
@@ -53,6 +59,9 @@ pub struct Settings {
     /// With `[fleet]`: told the processes of every grouped service, so that they die with
     /// corrald (see [`crate::fence`]). `None`: nothing is fenced.
     pub fence: Option<FenceHandle>,
+    /// Each service's cgroup, or process groups where corrald has no cgroup v2 subtree
+    /// (see [`crate::process::cgroup`]).
+    pub cgroups: Cgroups,
 }
 
 /// One row of `ListServices`.

@@ -18,7 +18,7 @@ use super::internal::Internal;
 use super::unit::{Phase, Run, StopReason, Unit};
 use crate::config::ServiceType;
 use crate::process::child::Child;
-use crate::process::pidfd::ProcessWatch;
+use crate::process::pidfd::MainWatch;
 use crate::store::RunRecord;
 
 /// Everything the supervisor hands to the corrald it re-executes into.
@@ -80,6 +80,9 @@ pub struct RunState {
     pub timer_left_ms: Option<u64>,
     pub exit_watched: bool,
     pub child: Option<u32>,
+    /// The run's cgroup (cgroup mode): it stays where it is, with its processes.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 fn left_ms(due: Instant, now: Instant) -> u64 {
@@ -101,6 +104,7 @@ impl Supervisor {
             timer_left_ms: run.timer.as_ref().map(|t| left_ms(t.due, now)),
             exit_watched: run.exit_watched,
             child: run.child,
+            cgroup: run.cgroup.as_ref().map(|c| c.path().to_owned()),
         };
         let units = self
             .units
@@ -248,13 +252,18 @@ impl Supervisor {
             },
             exit_watched: state.exit_watched,
             child: state.child,
+            cgroup: state.cgroup.as_deref().and_then(|path| {
+                let cgroup = self.settings.cgroups.service(name)?;
+                (cgroup.path() == path).then_some(cgroup)
+            }),
         };
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         match state.child {
             // Still our child: await it and collect its exit status.
             Some(pid) => self.own_child(name, run.id, pid, launcher),
             None if state.exit_watched && state.main_pid > 1 => {
-                match ProcessWatch::open(state.main_pid) {
+                // Corrald's child again if it was (a forking daemon reparented to it).
+                match MainWatch::open(state.main_pid) {
                     Ok(watch) => self.watch_main(name, run.id, watch),
                     Err(_) => {
                         let _ = self.internal_tx.send(Internal::Exited {
@@ -281,7 +290,7 @@ impl Supervisor {
         let tx = self.internal_tx.clone();
         let name = name.to_owned();
         tokio::spawn(async move {
-            let status = match Child::adopt(pid) {
+            let status = match Child::inherit(pid) {
                 Ok(mut child) => child.wait().await.ok(),
                 Err(_) => None,
             };
@@ -307,7 +316,7 @@ pub(super) fn as_record(state: &UnitState) -> Option<RunRecord> {
         main_pid: run.main_pid,
         start_time: crate::process::procfs::start_ticks(run.main_pid)?,
         pgid: run.own_group.or(run.main_group).unwrap_or(0),
-        cgroup: String::new(),
+        cgroup: run.cgroup.clone().unwrap_or_default(),
         run_id: run.id,
         n_restarts: state.n_restarts,
         extra: serde_json::json!({

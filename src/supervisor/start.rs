@@ -13,7 +13,7 @@ use super::notify::group_led_by;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::ServiceType;
 use crate::error::{CommandError, CommandResult};
-use crate::process::pidfd::ProcessWatch;
+use crate::process::pidfd::MainWatch;
 use crate::process::pidfile::{self, PidfileError};
 use crate::process::spawn;
 
@@ -122,11 +122,19 @@ impl Supervisor {
         } else {
             None
         };
+        let cgroup = match self.prepare_cgroup(name, &spec) {
+            Ok(cgroup) => cgroup,
+            Err(why) => {
+                self.start_failed(name, format!("{name}: {why}"), Duration::ZERO);
+                return None;
+            }
+        };
         Some(Launch {
             name: name.to_owned(),
             run_id,
             spec,
             notify,
+            cgroup,
             now,
         })
     }
@@ -138,12 +146,19 @@ impl Supervisor {
             run_id,
             spec,
             now,
+            cgroup,
             ..
         } = launch;
         let name = name.as_str();
         let mut child = match spawned {
             Ok(child) => child,
-            Err(err) => return self.start_failed(name, format!("{name}: {err}"), Duration::ZERO),
+            Err(err) => {
+                // Nothing joined it: the next run makes it afresh.
+                if let Some(cgroup) = &cgroup {
+                    let _ = cgroup.remove();
+                }
+                return self.start_failed(name, format!("{name}: {err}"), Duration::ZERO);
+            }
         };
         let pid = child.id().unwrap_or(0);
         tracing::info!(service = name, pid, "started {}", spec.exec.join(" "));
@@ -171,6 +186,7 @@ impl Supervisor {
             timer: None,
             exit_watched: true,
             child: Some(pid),
+            cgroup,
         };
         self.track(name, [Some(pid)]);
         let unit = self.units.get_mut(name).expect("unit exists");
@@ -194,7 +210,7 @@ impl Supervisor {
 
     /// Takes over an already-running daemon; `false` if it vanished meanwhile.
     pub(super) fn adopt(&mut self, name: &str, run_id: u64, pid: u32, now: Instant) -> bool {
-        let Ok(watch) = ProcessWatch::open(pid) else {
+        let Ok(watch) = MainWatch::open(pid) else {
             return false;
         };
         self.watch_main(name, run_id, watch);
@@ -207,6 +223,7 @@ impl Supervisor {
             timer: None,
             exit_watched: true,
             child: None,
+            cgroup: self.cgroup_holding(name, pid),
         };
         self.track(name, [Some(run.main_pid), run.main_group]);
         tracing::info!(
@@ -222,17 +239,15 @@ impl Supervisor {
         true
     }
 
-    /// Awaits the exit of a main process that is not our child.
-    pub(super) fn watch_main(&self, name: &str, run: u64, watch: ProcessWatch) {
+    /// Awaits the exit of a main process that corrald did not spawn itself: a forking
+    /// daemon (a child of corrald's, as its subreaper, so its status is known) or an
+    /// adopted one (only its exit is).
+    pub(super) fn watch_main(&self, name: &str, run: u64, watch: MainWatch) {
         let tx = self.internal_tx.clone();
         let name = name.to_owned();
         tokio::spawn(async move {
-            let _ = watch.exited().await;
-            let _ = tx.send(Internal::Exited {
-                name,
-                run,
-                status: None,
-            });
+            let status = watch.exited().await;
+            let _ = tx.send(Internal::Exited { name, run, status });
         });
     }
 
@@ -248,7 +263,7 @@ impl Supervisor {
             return;
         };
         let main = match pidfile::read_trusted(&path, unit.spec.user.as_deref()) {
-            Ok(pid) => ProcessWatch::open(pid).ok().map(|watch| (pid, watch)),
+            Ok(pid) => MainWatch::open(pid).ok().map(|watch| (pid, watch)),
             Err(PidfileError::Unreadable(_)) => None,
             Err(PidfileError::Untrusted(why)) => {
                 // Waiting will not make it trustworthy: fail now, saying why. The launcher

@@ -1,12 +1,14 @@
 //! Stopping a service: the stop signal to every process of the run, the stop timeout and
-//! then SIGKILL, the end of a stop we began, and the other signals a client may send
-//! (Pause, Resume, Kill). Runs inside the supervisor task.
+//! then SIGKILL (`cgroup.kill` in cgroup mode), the end of a stop we began, and the other
+//! signals a client may send (Pause and Resume without a cgroup, Kill). Runs inside the
+//! supervisor task.
 
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use super::actor::{SignalAction, Supervisor};
+use super::cgroups::thaw_in_background;
 use super::internal::Internal;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::error::{CommandError, CommandResult};
@@ -61,9 +63,14 @@ impl Supervisor {
         }
         let spec = unit.spec.clone();
         signal_run(&run, spec.stop_signal);
-        if paused {
-            // A stopped process cannot act on SIGTERM until it is continued.
-            signal_run(&run, Signal::SIGCONT);
+        // A stopped or frozen process cannot act on SIGTERM until it is continued.
+        match &run.cgroup {
+            Some(cgroup) if paused || cgroup.is_frozen().unwrap_or(false) => {
+                thaw_in_background(cgroup.clone())
+            }
+            Some(_) => {}
+            None if paused => signal_run(&run, Signal::SIGCONT),
+            None => {}
         }
         let timeout = Internal::StopTimedOut {
             name: name.to_owned(),
@@ -94,10 +101,14 @@ impl Supervisor {
         }
         let timeout = unit.spec.stop_timeout;
         if let Phase::Stopping { run, .. } = &unit.phase {
+            let how = match &run.cgroup {
+                Some(cgroup) => format!("killing every process in {}", cgroup.path()),
+                None => "sending SIGKILL to its process group".to_owned(),
+            };
             tracing::warn!(
                 service = name,
                 pid = run.main_pid,
-                "still running {timeout:?} after the stop signal; sending SIGKILL to its process group"
+                "still running {timeout:?} after the stop signal; {how}"
             );
         }
         self.kill_stopping(name);
@@ -217,9 +228,20 @@ impl Supervisor {
     }
 }
 
-/// Sends `signal` to every process of a run: the group we created, and the main process's
-/// own group (or the main process alone) when it is not in ours.
+/// Sends `signal` to every process of a run: every process in its cgroup (SIGKILL with
+/// `cgroup.kill`, which nothing escapes); without one, the group we created, and the main
+/// process's own group (or the main process alone) when it is not in ours.
 pub(super) fn signal_run(run: &Run, signal: Signal) {
+    if let Some(cgroup) = &run.cgroup {
+        let sent = match signal {
+            Signal::SIGKILL => cgroup.kill(),
+            signal => cgroup.signal(signal).map(drop),
+        };
+        if let Err(err) = sent {
+            tracing::warn!("cannot send {signal} to {}: {err}", cgroup.path());
+        }
+        return;
+    }
     if let Some(group) = run.own_group {
         let _ = signal_group(group, signal);
     }

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::config::{RestartPolicy, Service};
 use crate::events::{self, ActiveState, Event, EventReceiver};
+use crate::process::cgroup::Cgroups;
 
 /// A supervisor's surroundings in `dir`, with a real state store of its own.
 async fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
@@ -19,6 +20,8 @@ async fn settings(dir: &std::path::Path) -> (Settings, EventReceiver) {
         events,
         store,
         fence: None,
+        // Process groups: these tests are about timing, on tokio's paused clock.
+        cgroups: Cgroups::disabled("the test runs the supervisor on process groups"),
     };
     (settings, rx)
 }

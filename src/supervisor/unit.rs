@@ -14,6 +14,7 @@ use crate::config::Service;
 use crate::error::CommandResult;
 use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
 use crate::fence::Target;
+use crate::process::cgroup::ServiceCgroup;
 use crate::store::DesiredRecord;
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
@@ -40,6 +41,10 @@ pub struct Run {
     /// whose exit status a live re-exec can still collect. `None` for adopted runs and
     /// once a forking launcher has exited.
     pub child: Option<u32>,
+    /// The run's cgroup (cgroup mode). When set it, not the process groups, says which
+    /// processes are the run's: signals and kills go to it, and the run is over once it is
+    /// empty. `None` in process-group mode and for an adopted daemon outside it.
+    pub cgroup: Option<ServiceCgroup>,
 }
 
 impl Run {
@@ -167,6 +172,9 @@ pub struct Unit {
     pub desired: Option<DesiredRecord>,
     /// Taken over from the previous corrald by a live re-exec, until start-up is done.
     pub taken_over: bool,
+    /// The configured cgroup limits this host does not enforce, each with the reason
+    /// (`UnenforcedLimits`).
+    pub unenforced: Vec<String>,
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
@@ -193,6 +201,7 @@ impl Unit {
             online: false,
             desired: None,
             taken_over: false,
+            unenforced: Vec::new(),
             active_jobs: 0,
             queued_jobs: 0,
             published: Arc::new(placeholder_status()),
@@ -295,6 +304,11 @@ impl Unit {
             queued_jobs: self.queued_jobs,
             desired: self.desired.as_ref().map_or("", |d| d.state.as_str()),
             desired_since: self.desired.as_ref().map_or(0, |d| d.since_us),
+            control_group: self
+                .run()
+                .and_then(|run| run.cgroup.as_ref())
+                .map_or_else(String::new, |cgroup| cgroup.path().to_owned()),
+            unenforced_limits: self.unenforced.clone(),
         }
     }
 }
@@ -322,6 +336,8 @@ fn placeholder_status() -> ServiceStatus {
         queued_jobs: 0,
         desired: "",
         desired_since: 0,
+        control_group: String::new(),
+        unenforced_limits: Vec::new(),
     }
 }
 

@@ -100,13 +100,7 @@ pub(crate) fn apply(
                 ),
             }
         } else {
-            let why = missing
-                .get(setting.controller)
-                .map_or("it is not enabled", String::as_str);
-            format!(
-                "the {} controller is not available to corrald's cgroups: {why}",
-                setting.controller
-            )
+            no_controller(setting.controller, missing)
         };
         if let Some(value) = setting.configured {
             unapplied.push(UnappliedLimit {
@@ -117,6 +111,34 @@ pub(crate) fn apply(
         }
     }
     unapplied
+}
+
+/// Why a limit of `controller` is not enforced, when the controller is not enabled.
+fn no_controller(controller: &str, missing: &BTreeMap<String, String>) -> String {
+    let why = missing
+        .get(controller)
+        .map_or("it is not enabled", String::as_str);
+    format!("the {controller} controller is not available to corrald's cgroups: {why}")
+}
+
+/// The configured limits whose controller is not among `enabled`: what [`apply`] would
+/// report for a cgroup that does not exist yet, without writing anything.
+pub(crate) fn unenforceable(
+    limits: &CgroupLimits,
+    enabled: &[String],
+    missing: &BTreeMap<String, String>,
+) -> Vec<UnappliedLimit> {
+    settings(limits)
+        .into_iter()
+        .filter(|setting| !enabled.iter().any(|c| c == setting.controller))
+        .filter_map(|setting| {
+            Some(UnappliedLimit {
+                key: setting.key,
+                value: setting.configured?,
+                reason: no_controller(setting.controller, missing),
+            })
+        })
+        .collect()
 }
 
 /// Every configured limit, each with `reason`: for a host without cgroups.
@@ -224,6 +246,11 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("pids.max")).unwrap(),
             "max"
+        );
+        assert_eq!(
+            unenforceable(&limits, &["pids".to_owned()], &missing),
+            report,
+            "known before any cgroup is made"
         );
     }
 }

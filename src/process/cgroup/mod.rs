@@ -252,6 +252,16 @@ impl Cgroups {
         }
     }
 
+    /// The configured `limits` this host cannot enforce, known before the service has a
+    /// cgroup (at definition, or while it does not run): every one in process-group mode,
+    /// those of a missing controller in cgroup mode.
+    pub fn unenforceable(&self, limits: &CgroupLimits) -> Vec<UnappliedLimit> {
+        match &self.inner.tree {
+            Some(tree) => limits::unenforceable(limits, &tree.controllers, &tree.missing),
+            None => limits::none_applied(limits, &self.without_cgroups()),
+        }
+    }
+
     fn write_limits(
         &self,
         cgroup: &ServiceCgroup,

@@ -27,6 +27,7 @@ use super::cgroup::ServiceCgroup;
 use super::child::Child;
 use super::limits::ChildLimits;
 use super::output::{self, OutputMode};
+use super::reaper;
 use super::vfork::{self, ExecPlan, Step};
 use crate::config::Service;
 
@@ -146,6 +147,8 @@ pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
         user: user.map(|u| (u.groups, u.gid, u.uid)),
     };
 
+    // Registered before the reaper can see it: a child that exits at once is still ours.
+    let registering = reaper::registering();
     let (pid, pidfd) = vfork::start(&plan).map_err(|failure| match failure.step {
         Step::Exec => SpawnError::Exec {
             program: shown.clone(),
@@ -157,6 +160,8 @@ pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
         ))(failure.error),
         step => setup(step.describe())(failure.error),
     })?;
+    registering.own(pid);
+    drop(registering);
     // The plan's fds (the child's ends of its output, its stdin) close here: the child has
     // its own copies.
     drop(plan);
