@@ -11,6 +11,7 @@ mod child;
 mod document;
 pub mod duration;
 mod error;
+mod health;
 mod load;
 mod merge;
 pub mod model;

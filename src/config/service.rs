@@ -3,14 +3,14 @@
 //! Only what the table says by itself is checked here; names of other services and groups
 //! (`after`, `group`) are checked over all files in `references`. Manager methods, workers
 //! and recipes are in `jobs`; the environment and user in `process`; the restart policy
-//! and its delays in `restart`.
+//! and its delays in `restart`; the watchdog, `on_failure` and the health check in `health`.
 
 use super::checks::Checker;
 use super::error::{ConfigError, SourceText};
 use super::model::{Service, ServiceType};
 use super::raw::{RawService, Text};
 use super::signal::parse_signal;
-use super::{child, restart, work};
+use super::{child, health, restart, work};
 
 /// Builds the service `name` from `raw`, reporting every problem into `errors`. The result
 /// is meaningful only if no error was added.
@@ -74,6 +74,7 @@ pub(crate) fn check_service(
             })
         });
     let control_socket = check.socket_path(raw.control_socket.as_ref(), "control_socket");
+    let methods = work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some());
     let upcall = raw.upcall.unwrap_or(defaults.upcall);
     if upcall && raw.control_socket.is_none() {
         check.error(
@@ -135,7 +136,8 @@ pub(crate) fn check_service(
             "stop_timeout",
             defaults.stop_timeout,
         ),
-        methods: work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
+        health: health::health(&mut check, raw.health.as_ref(), &methods),
+        methods,
         control_socket,
         frame_timeout: check.duration(
             raw.frame_timeout.as_ref(),
@@ -145,6 +147,8 @@ pub(crate) fn check_service(
         upcall,
         workers: work::workers(&mut check, raw.workers.as_ref(), defaults.workers),
         recipes: work::recipes(&mut check, raw.recipes.as_ref()),
+        watchdog: health::watchdog(&mut check, raw.watchdog.as_ref()),
+        on_failure: health::on_failure(&mut check, raw.on_failure.as_ref()),
     }
 }
 

@@ -283,6 +283,9 @@ exec = ["rpcbind", "-f"]
                     schedule: Some(Duration::from_secs(3600)),
                 },
             )]),
+            watchdog: None,
+            on_failure: None,
+            health: None,
         };
         let portmap = Service {
             exec: strings(&["rpcbind", "-f"]),
