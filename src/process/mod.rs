@@ -4,6 +4,7 @@
 //!
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
+pub mod check;
 pub mod command;
 pub mod group;
 pub mod notify;
@@ -13,6 +14,7 @@ pub mod pidfile;
 pub mod procfs;
 pub mod signal;
 pub mod spawn;
+pub mod watchdog_pid;
 
 pub use output::OutputMode;
 pub use spawn::{SpawnError, SpawnRequest, spawn};

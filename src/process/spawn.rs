@@ -2,9 +2,10 @@
 //! process group (so one `killpg` reaches every process it forks), the configured user and
 //! working directory, and output routed by [`super::output`].
 //!
-//! Without `user`, std's `Command` takes the `posix_spawn` path, which stays fast however big
-//! corrald grows (~0.5 ms). Dropping privileges needs a `pre_exec` hook, which forces a fork;
-//! that cost is paid only by services that set `user`.
+//! Without `user` or `watchdog`, std's `Command` takes the `posix_spawn` path, which stays
+//! fast however big corrald grows (~0.5 ms). Dropping privileges, and writing the child's
+//! own PID into `WATCHDOG_PID` (see [`super::watchdog_pid`]), need a `pre_exec` hook, which
+//! forces a fork; that cost is paid only by services that set `user` or `watchdog`.
 
 use std::ffi::CString;
 use std::io;
@@ -15,13 +16,15 @@ use std::process::Stdio;
 use nix::unistd::{AccessFlags, Gid, Uid, User, access, getgrouplist, setgid, setgroups, setuid};
 
 use super::output::{self, OutputMode};
-use crate::config::Service;
+use super::watchdog_pid::exec_with_own_pid;
+use crate::config::{Service, ServiceType};
 
 /// What [`spawn`] needs to start one process of a service.
 pub struct SpawnRequest<'a> {
     pub name: &'a str,
     pub service: &'a Service,
-    /// For `type = "notify"`: corrald's notify socket, passed as `NOTIFY_SOCKET`.
+    /// For `type = "notify"` and services with a `watchdog`: corrald's notify socket,
+    /// passed as `NOTIFY_SOCKET`.
     pub notify_socket: Option<&'a Path>,
     pub output: &'a OutputMode,
 }
@@ -59,8 +62,21 @@ pub fn spawn(request: &SpawnRequest<'_>) -> Result<tokio::process::Child, SpawnE
     if let Some(socket) = request.notify_socket {
         command.env("NOTIFY_SOCKET", socket);
     }
+    if let Some(timeout) = service.watchdog {
+        command.env("WATCHDOG_USEC", timeout.as_micros().to_string());
+    }
     if let Some(user) = &service.user {
         drop_privileges(&mut command, user, service)?;
+    }
+    // The spawned process is the main one except for `forking`, whose daemon does not exist
+    // yet: there WATCHDOG_PID stays unset, which sd_watchdog_enabled() accepts.
+    if service.watchdog.is_some() && service.service_type != ServiceType::Forking {
+        exec_with_own_pid(&mut command, &program, &service.exec).map_err(|source| {
+            SpawnError::Exec {
+                program: program.display().to_string(),
+                source,
+            }
+        })?;
     }
     let out = output::prepare(request.output, request.name);
     command.stdout(out.stdout).stderr(out.stderr);
@@ -199,6 +215,76 @@ mod tests {
             fields[3].trim(),
             pid.to_string(),
             "child leads its own group"
+        );
+    }
+
+    /// The environment a watchdog service sees: `WATCHDOG_USEC`, and `WATCHDOG_PID` equal to
+    /// its own PID (what `sd_watchdog_enabled()` compares), for the main process only.
+    async fn watchdog_env(service_type: ServiceType, user: Option<&str>) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut svc = service(&[
+            "sh",
+            "-c",
+            "echo \"$$|${WATCHDOG_PID-unset}|$WATCHDOG_USEC|$FOO|$0|$1\" > \"$OUT\"",
+            "arg1",
+        ]);
+        svc.watchdog = Some(std::time::Duration::from_millis(2500));
+        svc.service_type = service_type;
+        svc.user = user.map(str::to_owned);
+        svc.environment.insert("FOO".into(), "bar".into());
+        svc.environment
+            .insert("OUT".into(), out.display().to_string());
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let request = SpawnRequest {
+            name: "t",
+            service: &svc,
+            notify_socket: None,
+            output: &OutputMode::Stderr,
+        };
+        let mut child = spawn(&request).unwrap();
+        assert!(child.wait().await.unwrap().success());
+        let text = std::fs::read_to_string(&out).unwrap();
+        text.trim().split('|').map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn a_watchdog_service_learns_its_timeout_and_its_own_pid() {
+        let fields = watchdog_env(ServiceType::Simple, None).await;
+        assert_eq!(fields[1], fields[0], "WATCHDOG_PID is the child's own PID");
+        assert_eq!(fields[2], "2500000");
+        assert_eq!(
+            &fields[3..],
+            ["bar", "arg1", ""],
+            "environment and argv kept"
+        );
+        // After dropping privileges too (both hooks run, in order).
+        let fields = watchdog_env(ServiceType::Notify, Some("nobody")).await;
+        assert_eq!(fields[1], fields[0]);
+        // A forking service's daemon is not the process spawned: no WATCHDOG_PID at all.
+        let fields = watchdog_env(ServiceType::Forking, None).await;
+        assert_eq!(fields[1], "unset");
+        assert_eq!(fields[2], "2500000");
+    }
+
+    #[tokio::test]
+    async fn a_watchdog_service_that_cannot_exec_is_a_spawn_error() {
+        let mut svc = service(&["/dev/null"]);
+        svc.watchdog = Some(std::time::Duration::from_secs(1));
+        let request = SpawnRequest {
+            name: "t",
+            service: &svc,
+            notify_socket: None,
+            output: &OutputMode::Stderr,
+        };
+        let err = spawn(&request).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot execute /dev/null"),
+            "{err}"
         );
     }
 
