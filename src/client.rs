@@ -89,6 +89,12 @@ pub trait Service {
     fn active_jobs(&self) -> zbus::Result<u32>;
     #[zbus(property)]
     fn queued_jobs(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn health(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn last_health_check(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
 }
 
 /// A proxy on the service called `name` (the path is derived, no round trip).

@@ -195,6 +195,9 @@ struct Details {
     online: bool,
     methods: Vec<String>,
     recipes: Vec<String>,
+    health: String,
+    last_health_check: u64,
+    result: String,
 }
 
 impl Details {
@@ -214,6 +217,9 @@ impl Details {
             online: s.online().await?,
             methods: s.methods().await?,
             recipes: s.recipes().await?,
+            health: s.health().await?,
+            last_health_check: s.last_health_check().await?,
+            result: s.result().await?,
         })
     }
 
@@ -224,7 +230,8 @@ impl Details {
             "state_change_timestamp": self.since, "n_restarts": self.restarts,
             "exec_main_status": self.exit_status, "status_text": self.status_text,
             "last_error": self.last_error, "online": self.online,
-            "methods": self.methods, "recipes": self.recipes,
+            "methods": self.methods, "recipes": self.recipes, "health": self.health,
+            "last_health_check": self.last_health_check, "result": self.result,
         })
     }
 
@@ -263,6 +270,16 @@ impl Details {
         ));
         if !self.status_text.is_empty() {
             out.push_str(&format!("    Status: \"{}\"\n", self.status_text));
+        }
+        if self.health != "unknown" || self.last_health_check != 0 {
+            out.push_str(&format!(
+                "    Health: {} (last check {})\n",
+                self.health,
+                format_timestamp(self.last_health_check)
+            ));
+        }
+        if self.result != "success" {
+            out.push_str(&format!("    Result: {}\n", self.result));
         }
         if !self.last_error.is_empty() {
             out.push_str(&format!("     Error: {}\n", self.last_error));

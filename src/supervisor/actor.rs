@@ -1,6 +1,7 @@
 //! The supervisor task itself: its state, its loop, and the handling of each command. The
 //! life-cycle verbs live in `start.rs`, `stop.rs` and `exit.rs`, process events and timers
-//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`.
+//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`, the
+//! watchdog in `watchdog.rs`, health checks in `health.rs`, `on_failure` in `on_failure.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
+use super::MethodCaller;
 use super::batch::{Batch, BatchKind};
 use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
@@ -49,6 +51,9 @@ pub(super) struct Supervisor {
     pub(super) pids: HashMap<u32, String>,
     summary: Summary,
     summary_tx: watch::Sender<Summary>,
+    /// The manager-method drivers, for `method = "…"` health checks (handed in once the
+    /// daemon has built them).
+    pub(super) methods: Option<Arc<dyn MethodCaller>>,
 }
 
 impl Supervisor {
@@ -72,6 +77,7 @@ impl Supervisor {
             pids: HashMap::new(),
             summary: Summary::default(),
             summary_tx,
+            methods: None,
         }
     }
 
@@ -164,12 +170,18 @@ impl Supervisor {
                 let _ = reply.send(());
             }
             Command::Redefine { name, spec, reply } => {
+                let mut health_changed = false;
                 if let Some(unit) = self.units.get_mut(&name) {
+                    health_changed = unit.spec.health != spec.health;
                     unit.spec = Arc::new(spec);
+                }
+                if health_changed {
+                    self.health_redefined(&name);
                 }
                 self.publish(&name);
                 let _ = reply.send(());
             }
+            Command::SetMethodCaller(methods) => self.methods = Some(methods),
             Command::SetServed {
                 names,
                 served,
@@ -347,6 +359,20 @@ impl Supervisor {
 
     fn signal_command(&mut self, name: &str, action: SignalAction, reply: Reply) {
         let result = self.signal_unit(name, action);
+        if result.is_ok() {
+            // A stopped process can neither ping nor answer: no watchdog and no checks
+            // while paused, fresh ones after.
+            match action {
+                SignalAction::Pause => {
+                    if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
+                        run.watchdog.disarm();
+                        run.health.cancel();
+                    }
+                }
+                SignalAction::Resume => self.now_running(name),
+                SignalAction::Kill(_) => {}
+            }
+        }
         self.publish(name);
         let _ = reply.send(result);
     }

@@ -47,6 +47,25 @@ pub(super) enum Internal {
         name: String,
         run: u64,
     },
+    /// The watchdog timer of a run fired (`seq` tags the timer).
+    WatchdogDue {
+        name: String,
+        run: u64,
+        seq: u64,
+    },
+    /// A run's next health check is due.
+    HealthDue {
+        name: String,
+        run: u64,
+        seq: u64,
+    },
+    /// A run's health check ended: `Err` says how it failed.
+    HealthChecked {
+        name: String,
+        run: u64,
+        seq: u64,
+        outcome: Result<(), String>,
+    },
 }
 
 impl Supervisor {
@@ -62,6 +81,14 @@ impl Supervisor {
             Internal::StopTimedOut { name, run } => self.on_stop_timeout(&name, run),
             Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
             Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
+            Internal::WatchdogDue { name, run, seq } => self.on_watchdog_due(&name, run, seq),
+            Internal::HealthDue { name, run, seq } => self.on_health_due(&name, run, seq),
+            Internal::HealthChecked {
+                name,
+                run,
+                seq,
+                outcome,
+            } => self.on_health_checked(&name, run, seq, outcome),
         }
     }
 }

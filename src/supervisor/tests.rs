@@ -213,3 +213,6 @@ async fn a_service_that_ignores_the_stop_signal_is_killed_after_stop_timeout() {
         .collect();
     assert_eq!(tail, ["stop-sigterm", "stop-sigkill", "dead"]);
 }
+
+mod health;
+mod watchdog;

@@ -10,9 +10,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::health::HealthChecks;
+use super::watchdog::Watchdog;
 use crate::config::Service;
 use crate::error::CommandResult;
-use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
+use crate::events::{ActiveState, Health, RunResult, ServiceStatus, SubState, now_usec};
 
 /// One started process of a service (a "run"). Its `id` tags every event about it, so a
 /// late event from an earlier run is recognised and ignored.
@@ -30,6 +32,13 @@ pub struct Run {
     pub started: Instant,
     /// The pending start or stop timeout.
     pub timer: Option<AbortHandle>,
+    /// When that timeout is due; `EXTEND_TIMEOUT_USEC=` moves it later, and the timer, when
+    /// it fires early, waits for the rest.
+    pub deadline: Option<Instant>,
+    /// This run's watchdog (armed while it is running, when it has one).
+    pub watchdog: Watchdog,
+    /// This run's periodic health checks.
+    pub health: HealthChecks,
     /// A task awaits the main process's exit and will report it. False only while a
     /// forking service's launcher is gone and its pidfile not read yet: then nothing would
     /// report the end of a stop, so the stop path looks for itself.
@@ -37,11 +46,36 @@ pub struct Run {
 }
 
 impl Run {
-    /// Cancels the timers tied to this run.
+    /// A run spawned (or adopted) at `started`, with no timers yet; `watchdog` is the
+    /// service's configured one.
+    pub fn new(
+        id: u64,
+        main_pid: u32,
+        own_group: Option<u32>,
+        started: Instant,
+        watchdog: Option<Duration>,
+    ) -> Run {
+        Run {
+            id,
+            main_pid,
+            own_group,
+            main_group: None,
+            started,
+            timer: None,
+            deadline: None,
+            watchdog: Watchdog::new(watchdog),
+            health: HealthChecks::default(),
+            exit_watched: true,
+        }
+    }
+
+    /// Cancels the timers and checks tied to this run.
     pub fn cancel_tasks(&mut self) {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
+        self.watchdog.disarm();
+        self.health.cancel();
     }
 }
 
@@ -52,6 +86,22 @@ pub enum StopReason {
     Requested,
     /// The service did not become ready within `start_timeout`.
     StartTimeout,
+    /// The service missed its watchdog (SIGABRT first, not `stop_signal`).
+    Watchdog,
+    /// The service's health check failed `failures` times in a row (`action = "restart"`).
+    Unhealthy,
+}
+
+impl StopReason {
+    /// The result of a run that this stop ends, when the stop makes it a failure.
+    pub fn failure(self) -> Option<RunResult> {
+        match self {
+            StopReason::Requested => None,
+            StopReason::StartTimeout => Some(RunResult::Timeout),
+            StopReason::Watchdog => Some(RunResult::Watchdog),
+            StopReason::Unhealthy => Some(RunResult::Unhealthy),
+        }
+    }
 }
 
 /// Where a service is in its life cycle.
@@ -145,6 +195,12 @@ pub struct Unit {
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
+    /// What the health check says about the current run.
+    pub health: Health,
+    /// When the last health check ended (µs since the epoch), 0 before the first.
+    pub last_health_check: u64,
+    /// How the last run ended (systemd's `Result=`), `CORRAL_RESULT` for `on_failure`.
+    pub result: RunResult,
     /// The status last published; the D-Bus object reads the same value from `status_tx`.
     pub published: Arc<ServiceStatus>,
     pub status_tx: watch::Sender<Arc<ServiceStatus>>,
@@ -168,6 +224,9 @@ impl Unit {
             online: false,
             active_jobs: 0,
             queued_jobs: 0,
+            health: Health::Unknown,
+            last_health_check: 0,
+            result: RunResult::Success,
             published: Arc::new(placeholder_status()),
             status_tx: watch::channel(Arc::new(placeholder_status())).0,
         };
@@ -186,6 +245,11 @@ impl Unit {
             Phase::AutoRestart { .. } => (ActiveState::Activating, SubState::AutoRestart),
             Phase::Running { paused: false, .. } => (ActiveState::Active, SubState::Running),
             Phase::Running { paused: true, .. } => (ActiveState::Paused, SubState::Paused),
+            Phase::Stopping {
+                killed: false,
+                reason: StopReason::Watchdog,
+                ..
+            } => (ActiveState::Deactivating, SubState::StopWatchdog),
             Phase::Stopping { killed: false, .. } => {
                 (ActiveState::Deactivating, SubState::StopSigterm)
             }
@@ -249,6 +313,9 @@ impl Unit {
             recipes: spec.recipes.keys().cloned().collect(),
             active_jobs: self.active_jobs,
             queued_jobs: self.queued_jobs,
+            health: self.health,
+            last_health_check: self.last_health_check,
+            result: self.result,
         }
     }
 }
@@ -274,6 +341,9 @@ fn placeholder_status() -> ServiceStatus {
         recipes: Vec::new(),
         active_jobs: 0,
         queued_jobs: 0,
+        health: Health::Unknown,
+        last_health_check: 0,
+        result: RunResult::Success,
     }
 }
 
