@@ -1,6 +1,6 @@
-//! The notify socket of corrald's `type = "notify"` services: one datagram socket for all of
-//! them at `<runtime dir>/notify`, passed to each such child as `NOTIFY_SOCKET` — the way
-//! systemd does it with `/run/systemd/notify`.
+//! The notify socket of corrald's `type = "notify"` services and of every service with a
+//! `watchdog`: one datagram socket for all of them at `<runtime dir>/notify`, passed to
+//! each such child as `NOTIFY_SOCKET` — the way systemd does it with `/run/systemd/notify`.
 //!
 //! One socket, not one per service: its path never changes, so a restarted service (or one
 //! that connects a moment after it starts) always finds it, and corrald keeps one
