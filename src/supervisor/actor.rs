@@ -188,8 +188,15 @@ impl Supervisor {
                 reply,
             } => {
                 for name in &names {
-                    if let Some(unit) = self.units.get_mut(name) {
-                        unit.served = served;
+                    let Some(unit) = self.units.get_mut(name) else {
+                        continue;
+                    };
+                    let changed = std::mem::replace(&mut unit.served, served) != served;
+                    // Checks run only where the service is served.
+                    match (changed, served) {
+                        (true, true) => self.schedule_health(name),
+                        (true, false) => self.cancel_health(name),
+                        _ => {}
                     }
                     self.publish(name);
                 }
@@ -366,8 +373,8 @@ impl Supervisor {
                 SignalAction::Pause => {
                     if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
                         run.watchdog.disarm();
-                        run.health.cancel();
                     }
+                    self.cancel_health(name);
                 }
                 SignalAction::Resume => self.now_running(name),
                 SignalAction::Kill(_) => {}

@@ -1,13 +1,14 @@
 //! Periodic health checks (`[services.X.health]`, nova's periodic tasks, Monit's checks).
 //!
-//! A run's checks start `interval` after it becomes running and are due every `interval`
-//! from then on (a fixed grid, so checks do not drift by their own duration). A check runs
-//! only while the service is active (running, not paused) and served here, never two at
-//! once for one service — one still running when the next is due makes that one wait for
-//! the next grid point — and is cancelled (its process group killed) when the run stops
-//! or pauses. Each check is a task of its own that reports its outcome here; its timer
-//! and outcome are tagged with the run and a sequence number, so nothing of an earlier run
-//! or check counts for a later one.
+//! While a run is active (running, not paused) and served here, one task of its own runs
+//! its checks: the first `interval` after the run became active, then one every `interval`
+//! (a fixed grid, so checks do not drift by their own duration). The checks of a run are
+//! one after the other, never two at once — one still running when the next is due makes
+//! that one wait for the next point of the grid. The task reports each outcome here; it is
+//! aborted (the check in flight killed with its process group) when the run stops, pauses
+//! or stops being served, and started afresh when it resumes or its `[health]` changes.
+//! Outcomes are tagged with the run and the task, so nothing of an earlier run or task
+//! counts for a later one.
 //!
 //! `failures` failures in a row make the service `unhealthy`; with `action = "restart"` the
 //! run then takes the stop path as a failure (`Result` = `unhealthy`, `LastError` naming
@@ -25,7 +26,6 @@ use tokio::time::Instant;
 use super::actor::Supervisor;
 use super::internal::Internal;
 use super::unit::{Phase, StopReason};
-use super::watchdog::timer_at;
 use crate::config::duration::format_duration;
 use crate::config::{HealthAction, HealthCheck, HealthProbe, Service};
 use crate::error::CommandResult;
@@ -48,50 +48,69 @@ pub trait MethodCaller: Send + Sync {
 /// One run's health checks.
 #[derive(Debug, Default)]
 pub struct HealthChecks {
-    /// The timer of the next check, or the check in flight; aborting a check kills its
-    /// process group.
+    /// The task that runs the checks, while there is one.
     task: Option<AbortHandle>,
-    /// When the next check is due (the grid).
-    next_due: Option<Instant>,
     /// Failed checks in a row.
     failures: u32,
-    /// Tags the pending timer or check.
+    /// Tags the task's outcomes.
     seq: u64,
 }
 
 impl HealthChecks {
-    /// Stops checking: the timer or the check in flight is cancelled.
+    /// Stops checking: the task, and the check in flight, are cancelled.
     pub fn cancel(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        self.next_due = None;
         self.seq += 1;
     }
 }
 
 impl Supervisor {
-    /// Starts the checks of a run that became running (or resumed): the first one is due
-    /// one `interval` from now.
+    /// Starts the checks of a run that is active and served here (again): a new task, whose
+    /// first check is due one `interval` from now.
     pub(super) fn schedule_health(&mut self, name: &str) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        let Some(interval) = unit.spec.health.as_ref().map(|h| h.interval) else {
+        let (spec, served) = (unit.spec.clone(), unit.served);
+        let Some(check) = spec.health.clone() else {
             return;
         };
-        let Phase::Running { run, paused: false } = &mut unit.phase else {
+        let Phase::Running { run, paused } = &mut unit.phase else {
             return;
         };
         run.health.cancel();
-        let due = Instant::now() + interval;
-        run.health.next_due = Some(due);
-        let event = Internal::HealthDue {
-            name: name.to_owned(),
-            run: run.id,
-            seq: run.health.seq,
-        };
-        run.health.task = Some(timer_at(&self.internal_tx, due, event));
+        if *paused || !served {
+            return;
+        }
+        let (tx, methods) = (self.internal_tx.clone(), self.methods.clone());
+        let (name, run_id, seq) = (name.to_owned(), run.id, run.health.seq);
+        let task = tokio::spawn(async move {
+            let mut due = Instant::now() + check.interval;
+            loop {
+                tokio::time::sleep_until(due).await;
+                let outcome = probe(&name, spec.clone(), &check, methods.clone()).await;
+                let checked = Internal::HealthChecked {
+                    name: name.clone(),
+                    run: run_id,
+                    seq,
+                    outcome,
+                };
+                if tx.send(checked).is_err() {
+                    return;
+                }
+                due = next_due(due, check.interval);
+            }
+        });
+        run.health.task = Some(task.abort_handle());
+    }
+
+    /// No checks for the run of `name` until [`Supervisor::schedule_health`].
+    pub(super) fn cancel_health(&mut self, name: &str) {
+        if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
+            run.health.cancel();
+        }
     }
 
     /// The definition changed on reload: a changed check starts over from unknown.
@@ -108,51 +127,7 @@ impl Supervisor {
         self.publish(name);
     }
 
-    /// A check is due: run it if the service is active and served here, else wait for
-    /// the next grid point.
-    pub(super) fn on_health_due(&mut self, name: &str, run_id: u64, seq: u64) {
-        let Some(unit) = self.units.get_mut(name) else {
-            return;
-        };
-        let (spec, served) = (unit.spec.clone(), unit.served);
-        let Phase::Running { run, paused } = &mut unit.phase else {
-            return;
-        };
-        if run.id != run_id || run.health.seq != seq {
-            return;
-        }
-        let Some(check) = spec.health.clone() else {
-            return run.health.cancel();
-        };
-        run.health.seq += 1;
-        let seq = run.health.seq;
-        let name = name.to_owned();
-        if *paused || !served {
-            let due = next_due(run.health.next_due, check.interval);
-            run.health.next_due = Some(due);
-            let event = Internal::HealthDue {
-                name,
-                run: run_id,
-                seq,
-            };
-            run.health.task = Some(timer_at(&self.internal_tx, due, event));
-            return;
-        }
-        let tx = self.internal_tx.clone();
-        let methods = self.methods.clone();
-        let task = tokio::spawn(async move {
-            let outcome = probe(&name, spec, &check, methods).await;
-            let _ = tx.send(Internal::HealthChecked {
-                name,
-                run: run_id,
-                seq,
-                outcome,
-            });
-        });
-        run.health.task = Some(task.abort_handle());
-    }
-
-    /// A check ended: record it, act on `failures` in a row, and arm the next one.
+    /// A check ended: record it, and act on `failures` in a row.
     pub(super) fn on_health_checked(
         &mut self,
         name: &str,
@@ -167,13 +142,12 @@ impl Supervisor {
         let Phase::Running { run, .. } = &mut unit.phase else {
             return;
         };
-        if run.id != run_id || run.health.seq != seq {
-            return;
-        }
-        run.health.task = None;
         let Some(check) = &spec.health else {
             return;
         };
+        if run.id != run_id || run.health.seq != seq {
+            return;
+        }
         unit.last_health_check = now_usec();
         match outcome {
             Ok(()) => {
@@ -203,15 +177,6 @@ impl Supervisor {
                 }
             }
         }
-        let due = next_due(run.health.next_due, check.interval);
-        run.health.next_due = Some(due);
-        run.health.seq += 1;
-        let event = Internal::HealthDue {
-            name: name.to_owned(),
-            run: run_id,
-            seq: run.health.seq,
-        };
-        run.health.task = Some(timer_at(&self.internal_tx, due, event));
         self.publish(name);
     }
 }
@@ -242,11 +207,8 @@ async fn probe(
 }
 
 /// The next point of the grid after now (a check that ran past due points skips them).
-fn next_due(last: Option<Instant>, interval: Duration) -> Instant {
+fn next_due(last: Instant, interval: Duration) -> Instant {
     let now = Instant::now();
-    let Some(last) = last else {
-        return now + interval;
-    };
     let next = last + interval;
     if next > now {
         return next;

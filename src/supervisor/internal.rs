@@ -53,12 +53,6 @@ pub(super) enum Internal {
         run: u64,
         seq: u64,
     },
-    /// A run's next health check is due.
-    HealthDue {
-        name: String,
-        run: u64,
-        seq: u64,
-    },
     /// A run's health check ended: `Err` says how it failed.
     HealthChecked {
         name: String,
@@ -82,7 +76,6 @@ impl Supervisor {
             Internal::RestartDue { name, attempt } => self.on_restart_due(&name, attempt),
             Internal::PidfileRetry { name, run } => self.read_pidfile(&name, run),
             Internal::WatchdogDue { name, run, seq } => self.on_watchdog_due(&name, run, seq),
-            Internal::HealthDue { name, run, seq } => self.on_health_due(&name, run, seq),
             Internal::HealthChecked {
                 name,
                 run,

@@ -142,6 +142,11 @@ impl Supervisor {
         if start_again {
             self.launch(name);
         } else if failure.is_some() && !stop_asked {
+            // A run that never became ready is no long run that resets the back-off.
+            let ran_for = match reason {
+                StopReason::StartTimeout => Duration::ZERO,
+                _ => ran_for,
+            };
             self.after_exit(name, true, ran_for);
         } else {
             self.publish(name);

@@ -167,3 +167,24 @@ async fn with_action_none_an_unhealthy_run_keeps_running_and_checks_pause_with_i
     supervisor.stop("limp").await.unwrap();
     no_live_process("sleep\x007853");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_run_that_the_policy_does_not_restart_leaves_the_service_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (settings, mut rx) = settings(dir.path());
+    let supervisor = spawn(settings);
+    let spec = Service {
+        restart: RestartPolicy::No,
+        ..hanging(dir.path(), "7854", 1, HealthAction::Restart)
+    };
+    supervisor.define("once", spec, true).await;
+    supervisor.start_batch(vec!["once".into()]).await;
+    let failed = next_status(&mut rx, "once", |s| s.active == ActiveState::Failed).await;
+    assert_eq!(failed.result, RunResult::Unhealthy);
+    assert_eq!(failed.n_restarts, 0);
+    assert!(
+        failed.last_error.contains("failed 1 time in a row"),
+        "{}",
+        failed.last_error
+    );
+}
