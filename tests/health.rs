@@ -246,3 +246,32 @@ on_failure = ["sh", "-c", "echo \"$CORRAL_SERVICE|$CORRAL_RESULT|$CORRAL_LAST_ER
     }
     assert_eq!(lines(&mail).len(), 2, "once per failure");
 }
+
+#[tokio::test]
+async fn a_changed_check_applies_on_reload_without_restarting_the_service() {
+    let bus = TestBus::start();
+    let config = |check: &str| {
+        format!(
+            "[services.api]\nexec = [\"sleep\", \"7937\"]\n[services.api.health]\n\
+             exec = [\"sh\", \"-c\", \"{check}\"]\ninterval = \"200ms\"\nfailures = 1\n\
+             action = \"none\"\n"
+        )
+    };
+    let corrald = Corrald::start(&bus, &config("exit 1")).await;
+    let conn = bus.connect().await;
+    let api = service(&conn, "api").await;
+    let pid = api.main_pid().await.unwrap();
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        api.health().await.unwrap() == "unhealthy"
+    })
+    .await;
+    corrald.write_config(&config("exit 0"));
+    manager(&conn).await.reload().await.unwrap();
+    wait_until(&mut recorder, || async {
+        api.health().await.unwrap() == "healthy"
+    })
+    .await;
+    assert_eq!(api.main_pid().await.unwrap(), pid, "same process");
+    assert_eq!(api.n_restarts().await.unwrap(), 0);
+}

@@ -184,6 +184,18 @@ mod tests {
     }
 
     #[test]
+    fn only_a_changed_watchdog_changes_the_process() {
+        let base = only_service(&service(""));
+        let with = |extra: &str| only_service(&service(extra));
+        assert!(
+            base.process_differs(&with("watchdog = \"5s\"")),
+            "WATCHDOG_USEC changes"
+        );
+        assert!(!base.process_differs(&with("on_failure = [\"/bin/mail\"]")));
+        assert!(!base.process_differs(&with("[services.s.health]\nexec = [\"true\"]")));
+    }
+
+    #[test]
     fn a_health_table_gets_its_defaults() {
         let parsed = only_service(&service("[services.s.health]\nexec = [\"true\"]"));
         assert_eq!(
