@@ -21,6 +21,13 @@
 //!   invalidation frames over its control socket, each fanned out to all clients.
 //! - `emitter SOCK`: that service: answers corrald's control connection on SOCK; the
 //!   request `burst N RESOURCE` sends N `upcall.invalidate` frames, then the reply.
+//! - `check-times BUS SECS INTERVAL_MS`: for SECS, follows every service's
+//!   `LastHealthCheck` (µs since the epoch, set by corrald when a check ends) through
+//!   `PropertiesChanged`; prints how far each service's gap between consecutive checks is
+//!   from INTERVAL_MS (ms), over all services, and how many checks it saw.
+//! - `spawn-floor N SECS`: the floor of running N `/bin/true` per second from one process
+//!   (spawned and awaited one after another, paced to N per second) for SECS: that
+//!   process's own CPU time and its children's.
 //! - `wait-active BUS N`: waits until N services are listed active (bounded).
 //! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
 //!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
@@ -60,6 +67,8 @@ fn main() -> Result<()> {
             "throughput" => throughput(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
             "reload" => reload(&arg(1)).await,
             "restart-gaps" => restart_gaps(&arg(1)),
+            "check-times" => check_times(&arg(1), arg(2).parse()?, arg(3).parse()?).await,
+            "spawn-floor" => spawn_floor(arg(1).parse()?, arg(2).parse()?),
             "fanout" => fanout(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
             "wait-active" => wait_active(&arg(1), arg(2).parse()?).await,
             "trivial-server" => trivial_server(&arg(1), arg(2).parse()?).await,
@@ -274,6 +283,76 @@ fn child(log: &str) -> Result<()> {
     std::thread::sleep(Duration::from_millis(20));
     file.write_all(format!("exit {}\n", monotonic_ns()).as_bytes())?;
     std::process::exit(1);
+}
+
+/// |gap − interval| between consecutive `LastHealthCheck` values of each service, in ms.
+async fn check_times(address: &str, secs: f64, interval_ms: f64) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.corral.Corral1")
+        .interface("org.freedesktop.DBus.Properties")
+        .member("PropertiesChanged")
+        .build()?;
+    let mut stream = zbus::MessageStream::for_match_rule(rule, &connection, None).await?;
+    let mut last: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut deviations = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+    while let Ok(Some(message)) = tokio::time::timeout_at(deadline, stream.next()).await {
+        let message = message?;
+        let path = message
+            .header()
+            .path()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let (_, changed, _): (
+            String,
+            std::collections::HashMap<String, zbus::OwnedVariant>,
+            Vec<String>,
+        ) = message.body().deserialize()?;
+        let Some(value) = changed.get("LastHealthCheck") else {
+            continue;
+        };
+        let usec = u64::try_from(value.clone())?;
+        if let Some(previous) = last.insert(path, usec) {
+            deviations.push(((usec - previous) as f64 / 1e3 - interval_ms).abs());
+        }
+    }
+    if deviations.is_empty() {
+        return Err("no repeated checks seen".into());
+    }
+    Ok(json!({"services": last.len(), "deviation_ms": percentiles(deviations)}))
+}
+
+/// CPU time of this process and of its reaped children, in ms.
+fn cpu_ms(who: i32) -> f64 {
+    // SAFETY: getrusage writes into the struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(usage.ru_utime) + ms(usage.ru_stime)
+}
+
+/// Runs `/bin/true` `per_s` times a second for `secs`, each awaited before the next.
+fn spawn_floor(per_s: u32, secs: f64) -> Result<serde_json::Value> {
+    let (self_before, children_before) = (cpu_ms(libc::RUSAGE_SELF), cpu_ms(libc::RUSAGE_CHILDREN));
+    let start = Instant::now();
+    let total = (per_s as f64 * secs) as u32;
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / per_s as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        std::process::Command::new("/bin/true")
+            .stdin(std::process::Stdio::null())
+            .status()?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    Ok(json!({
+        "runs": total, "seconds": elapsed,
+        "self_cpu_ms": cpu_ms(libc::RUSAGE_SELF) - self_before,
+        "children_cpu_ms": cpu_ms(libc::RUSAGE_CHILDREN) - children_before,
+    }))
 }
 
 fn restart_gaps(log: &str) -> Result<serde_json::Value> {

@@ -117,6 +117,12 @@ pub trait Service {
     fn control_group(&self) -> BusResult<String>;
     #[zbus(property)]
     fn unenforced_limits(&self) -> BusResult<Vec<String>>;
+    #[zbus(property)]
+    fn health(&self) -> BusResult<String>;
+    #[zbus(property)]
+    fn last_health_check(&self) -> BusResult<u64>;
+    #[zbus(property)]
+    fn result(&self) -> BusResult<String>;
 }
 
 /// A proxy on the service called `name` (the path is derived, no round trip; a name that

@@ -1,13 +1,34 @@
 //! Manager methods (nova's managers and drivers): `[services.X.methods.NAME]` exposes an
 //! operation of a service over D-Bus `Call`. The driver does the implementation-specific
 //! work: `exec` runs a command, `control` forwards a JSON-RPC request over the service's
-//! control channel. Its one caller is `Call` on the Service and Manager objects
-//! (`bus::service::call_method`), after the supervisor confirmed the service is served here.
+//! control channel. Its callers are `Call` on the Service and Manager objects
+//! (`bus::service::call_method`), after the supervisor confirmed the service is served here,
+//! and `method = "…"` health checks, which the supervisor runs only while it is.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::config::{MethodDriver, Service};
 use crate::control::{CallError, ControlRegistry, frame};
 use crate::error::{CommandError, CommandResult};
 use crate::process::command::command;
+
+/// The drivers as the supervisor's `method = "…"` health checks call them (handed to it
+/// with [`crate::supervisor::Handle::set_method_caller`]).
+pub struct Drivers(pub ControlRegistry);
+
+impl crate::supervisor::MethodCaller for Drivers {
+    fn call(
+        &self,
+        service: String,
+        spec: Arc<Service>,
+        method: String,
+    ) -> Pin<Box<dyn Future<Output = CommandResult<String>> + Send>> {
+        let controls = self.0.clone();
+        Box::pin(async move { call(&service, &spec, &method, Vec::new(), &controls).await })
+    }
+}
 
 /// Calls method `method` of service `name` (definition `spec`) with `args`; returns its
 /// result text. Both drivers are bounded by the service's `frame_timeout`.

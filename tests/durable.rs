@@ -111,8 +111,12 @@ exec = ["python3", "-c", "import os,socket,time; socket.socket(socket.AF_UNIX,so
     for name in ["web", "worker", "leaving", "notified"] {
         before.insert(name, service(&conn, name).await.main_pid().await.unwrap());
     }
+    // `active` comes with the spawn; the shell forks its helper a moment later.
+    eventually("the worker forks its helper", || {
+        pids_with_cmdline("sleep 9612").len() == 1
+    })
+    .await;
     let worker_helper = pids_with_cmdline("sleep 9612");
-    assert_eq!(worker_helper.len(), 1);
 
     for round in 0..2 {
         corrald.kill9().await;

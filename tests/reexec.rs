@@ -247,3 +247,52 @@ async fn a_binary_that_cannot_take_over_changes_nothing_and_a_good_one_does() {
     assert_eq!(service(&conn, "keep").await.main_pid().await.unwrap(), pid);
     assert_eq!(pids_with_cmdline("sleep 9811"), [pid]);
 }
+
+#[tokio::test]
+async fn the_watchdog_keeps_watching_across_a_reexec() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sd_notify.py");
+    let scripted = |name: &str, steps: &str| {
+        format!(
+            r#"
+[services.{name}]
+type = "notify"
+watchdog = "1500ms"
+restart = "no"
+exec = ["python3", "{script}", "{out}", "READY=1", "{steps}"]
+"#,
+            script = script.display(),
+            out = dir.path().join(name).display(),
+        )
+    };
+    // `pinger` sends WATCHDOG=1 for 12 s, through the re-exec; `quiet` stops after 3 s,
+    // so its watchdog must fire in the new corrald.
+    let config = scripted("pinger", "ping 0.3 40") + &scripted("quiet", "ping 0.3 10");
+    let corrald = Corrald::start(&bus, &config).await;
+    let conn = bus.connect().await;
+    let (pinger, quiet) = (
+        service(&conn, "pinger").await,
+        service(&conn, "quiet").await,
+    );
+    let pid = pinger.main_pid().await.unwrap();
+
+    reexecute(&conn, &corrald).await;
+
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        quiet.active_state().await.unwrap() == "failed"
+    })
+    .await;
+    assert_eq!(quiet.result().await.unwrap(), "watchdog");
+    assert!(
+        std::fs::read_to_string(dir.path().join("quiet"))
+            .unwrap()
+            .contains("abrt"),
+        "the new corrald sent the watchdog's SIGABRT"
+    );
+    // The pinger was heard all along: same process, never restarted.
+    assert_eq!(pinger.active_state().await.unwrap(), "active");
+    assert_eq!(pinger.main_pid().await.unwrap(), pid);
+    assert_eq!(pinger.n_restarts().await.unwrap(), 0);
+}

@@ -178,6 +178,10 @@ impl<'a> Choices<'a> {
                 umask: self.maybe(&[0o077]),
                 ..ProcessLimits::default()
             },
+            // The watchdog reaches the child's environment: a change restarts it.
+            watchdog: self.maybe(&[Duration::from_secs(10)]),
+            on_failure: None,
+            health: None,
         }
     }
 }

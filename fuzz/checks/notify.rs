@@ -29,6 +29,14 @@ pub fn check(data: &[u8]) {
                 );
                 rewritten.push_str(&format!("MAINPID={pid}"));
             }
+            NotifyMessage::Watchdog => rewritten.push_str("WATCHDOG=1"),
+            NotifyMessage::WatchdogTrigger => rewritten.push_str("WATCHDOG=trigger"),
+            NotifyMessage::WatchdogUsec(usec) => {
+                rewritten.push_str(&format!("WATCHDOG_USEC={usec}"))
+            }
+            NotifyMessage::ExtendTimeoutUsec(usec) => {
+                rewritten.push_str(&format!("EXTEND_TIMEOUT_USEC={usec}"))
+            }
         }
         rewritten.push('\n');
     }

@@ -298,5 +298,20 @@ fn changed_properties<'a>(
         old.unenforced_limits != new.unenforced_limits,
         (&new.unenforced_limits).into(),
     );
+    put(
+        "Health",
+        old.health != new.health,
+        new.health.as_str().into(),
+    );
+    put(
+        "LastHealthCheck",
+        old.last_health_check != new.last_health_check,
+        new.last_health_check.into(),
+    );
+    put(
+        "Result",
+        old.result != new.result,
+        new.result.as_str().into(),
+    );
     changed
 }

@@ -286,6 +286,25 @@ impl ServiceObject {
     fn unenforced_limits(&self) -> Vec<String> {
         self.status().unenforced_limits.clone()
     }
+
+    /// `unknown|healthy|unhealthy`: what the `[health]` check says about the current run.
+    #[zbus(property)]
+    fn health(&self) -> String {
+        self.status().health.as_str().to_owned()
+    }
+
+    /// When the last health check ended, µs since the epoch (0: none yet).
+    #[zbus(property)]
+    fn last_health_check(&self) -> u64 {
+        self.status().last_health_check
+    }
+
+    /// How the last run ended (systemd's `Result`): `success`, `exit-code`, `signal`,
+    /// `timeout`, `watchdog`, `unhealthy` or `start-limit`.
+    #[zbus(property)]
+    fn result(&self) -> String {
+        self.status().result.as_str().to_owned()
+    }
 }
 
 /// `Call` for both the Service and the Manager object.

@@ -239,7 +239,10 @@ mod tests {
         assert!(shown.starts_with(&format!(
             "{FILE}:3:1: service \"web\": unknown key \"exex\" (expected one of: group, description, exec, type,"
         )), "{shown}");
-        assert!(shown.ends_with("methods, workers, recipes)"), "{shown}");
+        assert!(
+            shown.ends_with("methods, workers, recipes, watchdog, on_failure, health)"),
+            "{shown}"
+        );
     }
 
     #[test]

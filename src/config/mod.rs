@@ -13,6 +13,7 @@ mod document;
 pub mod duration;
 mod error;
 mod fleet;
+mod health;
 mod load;
 mod merge;
 pub mod model;

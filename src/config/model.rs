@@ -116,6 +116,38 @@ pub struct Recipe {
     pub schedule: Option<Duration>,
 }
 
+/// `[services.X.health]`: a periodic check of a running service (nova's periodic tasks,
+/// Monit's checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub probe: HealthProbe,
+    /// From one check's start to the next one's (a check still running then is waited for).
+    pub interval: Duration,
+    /// A check that runs longer is killed and counts as failed.
+    pub timeout: Duration,
+    /// Consecutive failures that make the service unhealthy.
+    pub failures: u32,
+    pub action: HealthAction,
+}
+
+/// What a health check runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthProbe {
+    /// This argv, run like an `exec` manager method; exit 0 is healthy.
+    Exec(Vec<String>),
+    /// This manager method of the service (either driver); success is healthy.
+    Method(String),
+}
+
+/// What happens when the service becomes unhealthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthAction {
+    /// End the run as a failure (the stop path); the `restart` policy decides what follows.
+    Restart,
+    /// Only report it (`Health` = `unhealthy`).
+    None,
+}
+
 /// `[services.NAME]`: one supervised daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
@@ -160,6 +192,12 @@ pub struct Service {
     pub cgroup_limits: CgroupLimits,
     /// Set in the child before it execs; a change restarts the service on reload.
     pub process_limits: ProcessLimits,
+    /// The child must send `WATCHDOG=1` at least this often once it runs; it gets
+    /// `NOTIFY_SOCKET` and `WATCHDOG_USEC` whatever its type.
+    pub watchdog: Option<Duration>,
+    /// Run (detached) each time the service becomes `failed`, like systemd's `OnFailure=`.
+    pub on_failure: Option<Vec<String>>,
+    pub health: Option<HealthCheck>,
 }
 
 /// `memory_max`, `tasks_max`: a number, or no limit.
@@ -220,6 +258,8 @@ impl Service {
             || self.working_directory != other.working_directory
             || self.control_socket != other.control_socket
             || self.process_limits != other.process_limits
+            // The child learns its watchdog from its environment (WATCHDOG_USEC).
+            || self.watchdog != other.watchdog
     }
 
     /// The `PATH` the child gets: its `environment`'s, else [`DEFAULT_PATH`].
@@ -309,6 +349,9 @@ impl Default for Service {
             recipes: BTreeMap::new(),
             cgroup_limits: CgroupLimits::default(),
             process_limits: ProcessLimits::default(),
+            watchdog: None,
+            on_failure: None,
+            health: None,
         }
     }
 }

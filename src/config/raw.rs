@@ -103,6 +103,21 @@ pub(crate) struct RawService {
     pub methods: Option<BTreeMap<Text, Spanned<RawMethod>>>,
     pub workers: Option<RawWorkers>,
     pub recipes: Option<BTreeMap<Text, Spanned<RawRecipe>>>,
+    pub watchdog: Option<Text>,
+    pub on_failure: Option<Argv>,
+    pub health: Option<Spanned<RawHealth>>,
+}
+
+/// `[services.X.health]`: exactly one of `exec` and `method`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub exec: Option<Argv>,
+    pub method: Option<Text>,
+    pub interval: Option<Text>,
+    pub timeout: Option<Text>,
+    pub failures: Option<Spanned<i64>>,
+    pub action: Option<Text>,
 }
 
 /// `[services.X.methods.NAME]`: exactly one of the two drivers.

@@ -3,14 +3,15 @@
 //! Only what the table says by itself is checked here; names of other services and groups
 //! (`after`, `group`) are checked over all files in `references`. Manager methods, workers
 //! and recipes are in `jobs`; the environment and user in `process`; the restart policy
-//! and its delays in `restart`; limits, umask and no_new_privileges in `resources`.
+//! and its delays in `restart`; limits, umask and no_new_privileges in `resources`; the
+//! watchdog, `on_failure` and the health check in `health`.
 
 use super::checks::Checker;
 use super::error::{ConfigError, SourceText};
 use super::model::{Service, ServiceType};
 use super::raw::{RawService, Text};
 use super::signal::parse_signal;
-use super::{child, resources, restart, work};
+use super::{child, health, resources, restart, work};
 
 /// Builds the service `name` from `raw`, reporting every problem into `errors`. The result
 /// is meaningful only if no error was added.
@@ -74,6 +75,7 @@ pub(crate) fn check_service(
             })
         });
     let control_socket = check.socket_path(raw.control_socket.as_ref(), "control_socket");
+    let methods = work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some());
     let upcall = raw.upcall.unwrap_or(defaults.upcall);
     if upcall && raw.control_socket.is_none() {
         check.error(
@@ -135,7 +137,8 @@ pub(crate) fn check_service(
             "stop_timeout",
             defaults.stop_timeout,
         ),
-        methods: work::methods(&mut check, raw.methods.as_ref(), control_socket.is_some()),
+        health: health::health(&mut check, raw.health.as_ref(), &methods),
+        methods,
         control_socket,
         frame_timeout: check.duration(
             raw.frame_timeout.as_ref(),
@@ -147,6 +150,8 @@ pub(crate) fn check_service(
         recipes: work::recipes(&mut check, raw.recipes.as_ref()),
         cgroup_limits: resources::cgroup_limits(&mut check, raw),
         process_limits: resources::process_limits(&mut check, raw),
+        watchdog: health::watchdog(&mut check, raw.watchdog.as_ref()),
+        on_failure: health::on_failure(&mut check, raw.on_failure.as_ref()),
     }
 }
 

@@ -298,6 +298,9 @@ exec = ["rpcbind", "-f"]
                 no_new_privileges: true,
                 ..ProcessLimits::default()
             },
+            watchdog: None,
+            on_failure: None,
+            health: None,
         };
         let portmap = Service {
             exec: strings(&["rpcbind", "-f"]),

@@ -56,6 +56,9 @@ struct Details {
     recipes: Vec<String>,
     control_group: String,
     unenforced: Vec<String>,
+    health: String,
+    last_health_check: u64,
+    result: String,
 }
 
 impl Details {
@@ -78,6 +81,9 @@ impl Details {
             methods: s.methods().await?,
             recipes: s.recipes().await?,
             control_group: s.control_group().await?,
+            health: s.health().await?,
+            last_health_check: s.last_health_check().await?,
+            result: s.result().await?,
             unenforced: s.unenforced_limits().await?,
         })
     }
@@ -92,6 +98,8 @@ impl Details {
             "desired_state": self.desired, "desired_state_timestamp": self.desired_since,
             "methods": self.methods, "recipes": self.recipes,
             "control_group": self.control_group, "unenforced_limits": self.unenforced,
+            "health": self.health, "last_health_check": self.last_health_check,
+            "result": self.result,
         })
     }
 
@@ -143,6 +151,16 @@ impl Details {
         }
         if !self.status_text.is_empty() {
             out.push_str(&format!("    Status: \"{}\"\n", self.status_text));
+        }
+        if self.health != "unknown" || self.last_health_check != 0 {
+            out.push_str(&format!(
+                "    Health: {} (last check {})\n",
+                self.health,
+                format_timestamp(self.last_health_check)
+            ));
+        }
+        if self.result != "success" {
+            out.push_str(&format!("    Result: {}\n", self.result));
         }
         if !self.last_error.is_empty() {
             out.push_str(&format!("     Error: {}\n", self.last_error));

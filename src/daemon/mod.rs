@@ -189,6 +189,9 @@ pub async fn run(
     let (notifications_tx, notifications) =
         tokio::sync::mpsc::channel(upcall::relay::NOTIFICATION_QUEUE);
     let controls = ControlRegistry::new(supervisor.clone(), notifications_tx);
+    supervisor
+        .set_method_caller(Arc::new(crate::methods::Drivers(controls.clone())))
+        .await;
     applier.register(Box::new(SupervisorListener(supervisor.clone())));
     applier.register(Box::new(ControlListener(controls.clone())));
     let jobs = jobs::spawn(

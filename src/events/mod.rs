@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use jobs::{JobOutcome, JobReport};
 pub use manager::{DaemonState, ManagerStatus};
-pub use service::{ActiveState, ServiceStatus, SubState, Summary, now_usec};
+pub use service::{ActiveState, Health, RunResult, ServiceStatus, SubState, Summary, now_usec};
 pub use transition::Transition;
 
 /// One thing for the publisher to do.

@@ -52,6 +52,9 @@ pub enum SubState {
     AutoRestart,
     /// Stop signal sent, waiting for the exit.
     StopSigterm,
+    /// The watchdog was missed: SIGABRT sent, waiting for the exit (systemd's
+    /// `stop-watchdog`).
+    StopWatchdog,
     /// `stop_timeout` passed; SIGKILL sent to the whole group.
     StopSigkill,
     Paused,
@@ -66,9 +69,65 @@ impl SubState {
             SubState::Running => "running",
             SubState::AutoRestart => "auto-restart",
             SubState::StopSigterm => "stop-sigterm",
+            SubState::StopWatchdog => "stop-watchdog",
             SubState::StopSigkill => "stop-sigkill",
             SubState::Paused => "paused",
             SubState::Failed => "failed",
+        }
+    }
+}
+
+/// `Health`: what the service's periodic health check says about its current run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// No check has decided yet in this run (or the service has no check, or no run).
+    Unknown,
+    /// The last check passed.
+    Healthy,
+    /// `failures` checks in a row failed.
+    Unhealthy,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        }
+    }
+}
+
+/// `Result`: how the service's last run ended, or why it could not run, in systemd's
+/// words (`Result=`); also `CORRAL_RESULT` for `on_failure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    /// No failure (yet): the last run ended cleanly, or was stopped on request.
+    Success,
+    /// The main process exited non-zero, or could not be started at all.
+    ExitCode,
+    /// The main process was killed by a signal corrald did not send.
+    Signal,
+    /// It did not become ready within `start_timeout`.
+    Timeout,
+    /// It missed its watchdog (`watchdog`, `WATCHDOG=trigger`).
+    Watchdog,
+    /// Its health check failed `failures` times in a row (`action = "restart"`).
+    Unhealthy,
+    /// It was started too often within `start_limit_interval`.
+    StartLimit,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::ExitCode => "exit-code",
+            RunResult::Signal => "signal",
+            RunResult::Timeout => "timeout",
+            RunResult::Watchdog => "watchdog",
+            RunResult::Unhealthy => "unhealthy",
+            RunResult::StartLimit => "start-limit",
         }
     }
 }
@@ -114,6 +173,10 @@ pub struct ServiceStatus {
     /// `UnenforcedLimits`: each configured cgroup limit this host does not enforce, with
     /// the reason ("memory_max = 512M is not enforced: …").
     pub unenforced_limits: Vec<String>,
+    pub health: Health,
+    /// When the last health check ended, µs since the epoch; 0 before the first.
+    pub last_health_check: u64,
+    pub result: RunResult,
 }
 
 /// Microseconds since the epoch, for `StateChangeTimestamp`.

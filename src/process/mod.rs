@@ -6,6 +6,7 @@
 //! The supervisor decides *what* happens to a service; this module knows *how*.
 
 pub mod cgroup;
+pub mod check;
 pub mod child;
 pub mod command;
 pub mod fds;

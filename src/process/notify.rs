@@ -1,6 +1,6 @@
-//! The notify socket of corrald's `type = "notify"` services: one datagram socket for all of
-//! them at `<runtime dir>/notify`, passed to each such child as `NOTIFY_SOCKET` — the way
-//! systemd does it with `/run/systemd/notify`.
+//! The notify socket of corrald's `type = "notify"` services and of every service with a
+//! `watchdog`: one datagram socket for all of them at `<runtime dir>/notify`, passed to
+//! each such child as `NOTIFY_SOCKET` — the way systemd does it with `/run/systemd/notify`.
 //!
 //! One socket, not one per service: its path never changes, so a restarted service (or one
 //! that connects a moment after it starts) always finds it, and corrald keeps one
@@ -32,6 +32,15 @@ pub enum NotifyMessage {
     Stopping,
     /// `MAINPID=…`: the main process changed (e.g. after a re-exec).
     MainPid(u32),
+    /// `WATCHDOG=1`: the service is alive; its watchdog timer starts over.
+    Watchdog,
+    /// `WATCHDOG=trigger`: the service asks to be treated as if it missed its watchdog.
+    WatchdogTrigger,
+    /// `WATCHDOG_USEC=…`: the watchdog timeout of this run, in µs (0 turns it off).
+    WatchdogUsec(u64),
+    /// `EXTEND_TIMEOUT_USEC=…`: the start or stop in progress may take this many µs more
+    /// from now (it never shortens a timeout).
+    ExtendTimeoutUsec(u64),
 }
 
 /// Parses one datagram; unknown or malformed lines are skipped (the protocol says so).
@@ -48,6 +57,10 @@ pub fn parse(datagram: &[u8]) -> Vec<NotifyMessage> {
                 "STATUS" => Some(NotifyMessage::Status(value.to_owned())),
                 "STOPPING" if value == "1" => Some(NotifyMessage::Stopping),
                 "MAINPID" => super::parse_pid(value).map(NotifyMessage::MainPid),
+                "WATCHDOG" if value == "1" => Some(NotifyMessage::Watchdog),
+                "WATCHDOG" if value == "trigger" => Some(NotifyMessage::WatchdogTrigger),
+                "WATCHDOG_USEC" => value.parse().ok().map(NotifyMessage::WatchdogUsec),
+                "EXTEND_TIMEOUT_USEC" => value.parse().ok().map(NotifyMessage::ExtendTimeoutUsec),
                 _ => None,
             }
         })
@@ -227,7 +240,22 @@ mod tests {
                 NotifyMessage::Stopping,
             ]
         );
-        assert_eq!(parse(b"READY=0\nWATCHDOG=1\ngarbage\nMAINPID=x"), vec![]);
+        assert_eq!(
+            parse(b"WATCHDOG=1\nWATCHDOG=trigger\nWATCHDOG_USEC=2500000\nEXTEND_TIMEOUT_USEC=0"),
+            vec![
+                NotifyMessage::Watchdog,
+                NotifyMessage::WatchdogTrigger,
+                NotifyMessage::WatchdogUsec(2_500_000),
+                NotifyMessage::ExtendTimeoutUsec(0),
+            ]
+        );
+        assert_eq!(
+            parse(
+                b"READY=0\nWATCHDOG=0\nWATCHDOG=yes\nWATCHDOG_USEC=-1\nWATCHDOG_USEC=1s\n\
+                  EXTEND_TIMEOUT_USEC=\nEXTEND_TIMEOUT_USEC=99999999999999999999\ngarbage\nMAINPID=x"
+            ),
+            vec![]
+        );
         assert_eq!(
             parse(b"STATUS="),
             vec![NotifyMessage::Status(String::new())]

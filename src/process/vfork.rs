@@ -48,7 +48,14 @@ pub(crate) struct ExecPlan {
     pub limits: ChildLimits,
     /// (supplementary groups, gid, uid) to become.
     pub user: Option<(Vec<libc::gid_t>, libc::gid_t, libc::uid_t)>,
+    /// Add `WATCHDOG_PID=<the child's own PID>` to the environment, as systemd does for a
+    /// service with a watchdog: only the child knows its PID before it execs.
+    pub watchdog_pid: bool,
 }
+
+/// `WATCHDOG_PID=`, then room for the digits of any PID and the NUL.
+const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
+const PID_SLOT_LEN: usize = WATCHDOG_PID.len() + 11;
 
 /// The step of the child that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +102,8 @@ struct ChildArgs<'a> {
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
+    /// The `WATCHDOG_PID=` entry of `envp` for the child to complete, or null.
+    pid_slot: *mut u8,
     failed: Option<(Step, i32)>,
 }
 
@@ -102,12 +111,22 @@ struct ChildArgs<'a> {
 /// before its program runs, it is reaped and the failure returned.
 pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
     let argv = null_terminated(&plan.argv);
-    let envp = null_terminated(&plan.envp);
+    let mut envp = null_terminated(&plan.envp);
+    let mut pid_slot = [0u8; PID_SLOT_LEN];
+    pid_slot[..WATCHDOG_PID.len()].copy_from_slice(WATCHDOG_PID);
+    if plan.watchdog_pid {
+        envp.insert(envp.len() - 1, pid_slot.as_ptr().cast());
+    }
     let mut args = ChildArgs {
         plan,
         path: plan.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
+        pid_slot: if plan.watchdog_pid {
+            pid_slot.as_mut_ptr()
+        } else {
+            ptr::null_mut()
+        },
         failed: None,
     };
     let stack = Stack::new().map_err(|error| StartFailure {
@@ -215,6 +234,13 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
     plan.limits
         .apply_after_user()
         .map_err(fail(Step::NoNewPrivileges))?;
+    if !args.pid_slot.is_null() {
+        // SAFETY: the slot is PID_SLOT_LEN bytes on `start`'s frame, which waits for us.
+        let slot = unsafe { std::slice::from_raw_parts_mut(args.pid_slot, PID_SLOT_LEN) };
+        // SAFETY: plain syscall (glibc's getpid is one too, but say so).
+        let pid = unsafe { libc::syscall(libc::SYS_getpid) } as u32;
+        write_decimal(&mut slot[WATCHDOG_PID.len()..], pid);
+    }
     // SAFETY: the mask is a local; the pointers are the NULL-terminated arrays of `start`.
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -223,6 +249,25 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
         libc::execve(args.path, args.argv, args.envp);
     }
     Err((Step::Exec, errno()))
+}
+
+/// Writes `n` in decimal, NUL-terminated, into `out` (11 bytes hold any `u32`); no
+/// allocation, for the child.
+pub(super) fn write_decimal(out: &mut [u8], mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, digit) in digits[..len].iter().rev().enumerate() {
+        out[i] = *digit;
+    }
+    out[len] = 0;
 }
 
 /// Every signal handler back to the default, SIGPIPE too (corrald ignores it; a service

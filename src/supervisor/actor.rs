@@ -1,6 +1,7 @@
 //! The supervisor task itself: its state, its loop, and the handling of each command. The
 //! life-cycle verbs live in `start.rs`, `stop.rs` and `exit.rs`, process events and timers
-//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`.
+//! in `internal.rs`, ordered batches in `batch.rs`, notify messages in `notify.rs`, the
+//! watchdog in `watchdog.rs`, health checks in `health.rs`, `on_failure` in `on_failure.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -9,11 +10,11 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
-use super::Durable;
 use super::batch::Batch;
 use super::internal::Internal;
 use super::unit::{Phase, Unit, Waiter};
 use super::{Command, JobsUpdate, Reply, ServiceSummary, Settings};
+use super::{Durable, MethodCaller};
 use crate::config::Group;
 use crate::error::{CommandError, CommandResult};
 use crate::events::{Event, ServiceStatus, Summary, now_usec};
@@ -63,6 +64,9 @@ pub(super) struct Supervisor {
     pub(super) desired_unclaimed: HashMap<String, crate::store::DesiredRecord>,
     pub(super) summary: Summary,
     pub(super) summary_tx: watch::Sender<Summary>,
+    /// The manager-method drivers, for `method = "…"` health checks (handed in once the
+    /// daemon has built them).
+    pub(super) methods: Option<Arc<dyn MethodCaller>>,
 }
 
 impl Supervisor {
@@ -114,6 +118,7 @@ impl Supervisor {
             desired_unclaimed: durable.desired,
             summary: Summary::default(),
             summary_tx,
+            methods: None,
         }
     }
 
@@ -295,6 +300,20 @@ impl Supervisor {
             return;
         };
         let result = self.signal_unit(name, action);
+        if result.is_ok() {
+            // A stopped process can neither ping nor answer: no watchdog and no checks
+            // while paused, fresh ones after.
+            match action {
+                SignalAction::Pause => {
+                    if let Some(run) = self.units.get_mut(name).and_then(|u| u.run_mut()) {
+                        run.watchdog.disarm();
+                    }
+                    self.cancel_health(name);
+                }
+                SignalAction::Resume => self.now_running(name),
+                SignalAction::Kill(_) => {}
+            }
+        }
         self.publish(name);
         let _ = reply.send(result);
     }

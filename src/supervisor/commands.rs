@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Command;
 use super::actor::{SignalAction, Supervisor};
 use super::batch::BatchKind;
-use super::unit::{Unit, Waiter};
+use super::unit::{Phase, Unit, Waiter};
 use crate::events::now_usec;
 use crate::store::Desired;
 
@@ -99,29 +99,47 @@ impl Supervisor {
                     unit.status_tx.send_replace(unit.published.clone());
                     self.summary.add(unit.published.active);
                     self.summary_tx.send_replace(self.summary.clone());
-                    self.units.insert(name, unit);
+                    // A run taken over by a re-exec gets its watchdog and checks again.
+                    let resumed = unit.taken_over && matches!(unit.phase, Phase::Running { .. });
+                    self.units.insert(name.clone(), unit);
+                    if resumed {
+                        self.now_running(&name);
+                    }
                 }
                 let _ = reply.send(());
             }
             Command::Redefine { name, spec, reply } => {
+                let mut health_changed = false;
                 if let Some(unit) = self.units.get_mut(&name) {
                     let limits = unit.spec.cgroup_limits != spec.cgroup_limits;
+                    health_changed = unit.spec.health != spec.health;
                     unit.spec = Arc::new(spec);
                     if limits {
                         self.limits_changed(&name);
                     }
                 }
+                if health_changed {
+                    self.health_redefined(&name);
+                }
                 self.publish(&name);
                 let _ = reply.send(());
             }
+            Command::SetMethodCaller(methods) => self.methods = Some(methods),
             Command::SetServed {
                 names,
                 served,
                 reply,
             } => {
                 for name in &names {
-                    if let Some(unit) = self.units.get_mut(name) {
-                        unit.served = served;
+                    let Some(unit) = self.units.get_mut(name) else {
+                        continue;
+                    };
+                    let changed = std::mem::replace(&mut unit.served, served) != served;
+                    // Checks run only where the service is served.
+                    match (changed, served) {
+                        (true, true) => self.schedule_health(name),
+                        (true, false) => self.cancel_health(name),
+                        _ => {}
                     }
                     self.publish(name);
                 }

@@ -131,18 +131,11 @@ impl Supervisor {
             return false;
         };
         self.watch_main(name, run_id, watch);
-        let run = Run {
-            id: run_id,
-            main_pid: record.main_pid,
-            own_group,
-            main_group,
-            started: now,
-            timer: None,
-            exit_watched: true,
-            child: None,
-            // Its processes are found by its cgroup, so stop and kill reach every one.
-            cgroup,
-        };
+        let watchdog = self.units.get(name).and_then(|unit| unit.spec.watchdog);
+        let mut run = Run::new(run_id, record.main_pid, own_group, now, watchdog);
+        run.main_group = main_group;
+        // Its processes are found by its cgroup, so stop and kill reach every one.
+        run.cgroup = cgroup;
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         tracing::info!(
             service = name,
@@ -153,6 +146,7 @@ impl Supervisor {
         unit.n_restarts = unit.n_restarts.max(record.n_restarts);
         unit.phase = Phase::Running { run, paused: false };
         self.save_run(name);
+        self.now_running(name);
         self.settle_start(name, Ok(()));
         self.publish(name);
         true

@@ -14,6 +14,7 @@ use super::internal::Internal;
 use super::unit::{Phase, Timer};
 use crate::config::RestartPolicy;
 use crate::error::CommandError;
+use crate::events::{Health, RunResult};
 use crate::process::exit_code;
 use crate::process::group;
 use crate::process::signal::signal_group;
@@ -82,6 +83,8 @@ impl Supervisor {
             .cgroup
             .as_ref()
             .and_then(|cgroup| finish_cgroup(name, cgroup, &unit.spec));
+        // Health speaks of a run; the next one starts unknown.
+        unit.health = Health::Unknown;
         self.untrack(name, &run);
         self.clear_run(name);
         let mut how = describe_exit(status);
@@ -92,7 +95,7 @@ impl Supervisor {
         match stopping {
             Some(reason) => {
                 tracing::info!(service = name, pid = run.main_pid, "stopped: {how}");
-                self.finish_stop(name, reason);
+                self.finish_stop(name, reason, ran_for);
             }
             None => {
                 let clean = status.is_some_and(|s| s.success()) && oom.is_none();
@@ -104,6 +107,10 @@ impl Supervisor {
                 if was_starting || !clean {
                     let unit = self.units.get_mut(name).expect("unit exists");
                     unit.last_error = format!("{name}: main process {} {how}", run.main_pid);
+                    unit.result = match status.and_then(|s| s.signal()) {
+                        Some(_) => RunResult::Signal,
+                        None => RunResult::ExitCode,
+                    };
                 }
                 if was_starting {
                     let message =
@@ -162,6 +169,11 @@ impl Supervisor {
                 Phase::AutoRestart { timer, attempt };
         } else {
             unit.phase = Phase::Inactive { failed: failure };
+            self.publish(name);
+            if failure {
+                self.run_on_failure(name);
+            }
+            return;
         }
         self.publish(name);
     }

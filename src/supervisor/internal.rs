@@ -57,6 +57,19 @@ pub(super) enum Internal {
         result: CommandResult,
         reply: Reply,
     },
+    /// The watchdog timer of a run fired (`seq` tags the timer).
+    WatchdogDue {
+        name: String,
+        run: u64,
+        seq: u64,
+    },
+    /// A run's health check ended: `Err` says how it failed.
+    HealthChecked {
+        name: String,
+        run: u64,
+        seq: u64,
+        outcome: Result<(), String>,
+    },
 }
 
 impl Supervisor {
@@ -82,6 +95,13 @@ impl Supervisor {
                 result,
                 reply,
             } => self.on_frozen(&name, run, result, reply),
+            Internal::WatchdogDue { name, run, seq } => self.on_watchdog_due(&name, run, seq),
+            Internal::HealthChecked {
+                name,
+                run,
+                seq,
+                outcome,
+            } => self.on_health_checked(&name, run, seq, outcome),
         }
     }
 }

@@ -4,8 +4,9 @@
 //! held across an `.await`.
 //!
 //! Inside, the task reacts to three inputs: commands (from D-Bus and from the transition
-//! applier), process events (exits, notify messages — each child has exactly one owner task
-//! that awaits it and reports here) and timers (start/stop timeouts, restart delays). Status
+//! applier), process events (exits, notify messages, health-check outcomes — each child has
+//! exactly one owner task that awaits it and reports here) and timers (start/stop timeouts,
+//! restart delays, watchdogs, health checks due). Status
 //! changes go out as [`Event`](crate::events::Event)s to the publisher and into a `watch` per service that the
 //! D-Bus properties read.
 //!
@@ -19,15 +20,21 @@ mod cgroups;
 mod commands;
 mod durable;
 mod exit;
+mod health;
 mod internal;
 mod launch;
 mod notify;
+mod on_failure;
 pub mod reexec;
+mod run;
 mod start;
 mod stop;
 #[cfg(test)]
 mod tests;
 mod unit;
+mod watchdog;
+
+pub use health::MethodCaller;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -140,6 +147,7 @@ pub(crate) enum Command {
     Undefine(Vec<String>, oneshot::Sender<()>),
     SetOnline(String, bool),
     Jobs(JobsUpdate),
+    SetMethodCaller(Arc<dyn MethodCaller>),
 }
 
 /// The jobs actor's news about one service's pool: the counts behind `ActiveJobs` and
@@ -258,6 +266,11 @@ impl Handle {
     /// jobs actor only, in order.
     pub async fn jobs_changed(&self, update: JobsUpdate) {
         let _ = self.commands.send(Command::Jobs(update)).await;
+    }
+
+    /// Hands in the manager-method drivers that `method = "…"` health checks call.
+    pub async fn set_method_caller(&self, methods: Arc<dyn MethodCaller>) {
+        let _ = self.commands.send(Command::SetMethodCaller(methods)).await;
     }
 
     /// Publishes whether a service's control connection is up. Sent by that connection's

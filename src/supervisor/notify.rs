@@ -83,6 +83,13 @@ impl Supervisor {
                 }
                 NotifyMessage::MainPid(new) => self.change_main_pid(&name, new, uid),
                 NotifyMessage::Stopping => tracing::debug!(service = name, "STOPPING=1"),
+                NotifyMessage::Watchdog => self.watchdog_ping(&name),
+                NotifyMessage::WatchdogTrigger => self.watchdog_missed(
+                    &name,
+                    "watchdog triggered by the service (WATCHDOG=trigger)".to_owned(),
+                ),
+                NotifyMessage::WatchdogUsec(usec) => self.watchdog_timeout(&name, usec),
+                NotifyMessage::ExtendTimeoutUsec(usec) => self.extend_timeout(&name, usec),
             }
         }
         if ready {

@@ -101,7 +101,11 @@ impl Supervisor {
             own_group: run.own_group,
             main_group: run.main_group,
             ran_ms: run.started.elapsed().as_millis() as u64,
-            timer_left_ms: run.timer.as_ref().map(|t| left_ms(t.due, now)),
+            // An EXTEND_TIMEOUT_USEC= moved the deadline past the timer's.
+            timer_left_ms: run
+                .timer
+                .as_ref()
+                .map(|t| left_ms(run.deadline.unwrap_or(t.due).max(t.due), now)),
             exit_watched: run.exit_watched,
             child: run.child,
             cgroup: run.cgroup.as_ref().map(|c| c.path().to_owned()),
@@ -179,6 +183,8 @@ impl Supervisor {
             .filter_map(|ms| now.checked_sub(Duration::from_millis(*ms)))
             .collect();
         let forking = unit.spec.service_type == ServiceType::Forking;
+        // The unit is not in `self.units` yet: its configured watchdog comes from here.
+        let watchdog = unit.spec.watchdog;
         unit.phase = match state.phase {
             PhaseState::Inactive { failed } => Phase::Inactive { failed },
             PhaseState::AutoRestart { left_ms, attempt } => Phase::AutoRestart {
@@ -196,10 +202,10 @@ impl Supervisor {
                     name: name.clone(),
                     run: run.id,
                 };
-                Phase::Starting(self.resume_run(&name, run, forking, timeout, now))
+                Phase::Starting(self.resume_run(&name, run, forking, timeout, watchdog, now))
             }
             PhaseState::Running { run, paused } => {
-                let run = self.resume_run(&name, run, false, None, now);
+                let run = self.resume_run(&name, run, false, None, watchdog, now);
                 Phase::Running { run, paused }
             }
             PhaseState::Stopping {
@@ -212,7 +218,7 @@ impl Supervisor {
                     run: run.id,
                 };
                 Phase::Stopping {
-                    run: self.resume_run(&name, run, false, timeout, now),
+                    run: self.resume_run(&name, run, false, timeout, watchdog, now),
                     reason: if start_timeout {
                         StopReason::StartTimeout
                     } else {
@@ -236,27 +242,25 @@ impl Supervisor {
         state: RunState,
         launcher: bool,
         timeout: impl Into<Option<Internal>>,
+        watchdog: Option<Duration>,
         now: Instant,
     ) -> Run {
-        let run = Run {
-            id: state.id,
-            main_pid: state.main_pid,
-            own_group: state.own_group,
-            main_group: state.main_group,
-            started: now
-                .checked_sub(Duration::from_millis(state.ran_ms))
-                .unwrap_or(now),
-            timer: match (state.timer_left_ms, timeout.into()) {
-                (Some(left), Some(event)) => Some(self.timer(Duration::from_millis(left), event)),
-                _ => None,
-            },
-            exit_watched: state.exit_watched,
-            child: state.child,
-            cgroup: state.cgroup.as_deref().and_then(|path| {
-                let cgroup = self.settings.cgroups.service(name)?;
-                (cgroup.path() == path).then_some(cgroup)
-            }),
-        };
+        let started = now
+            .checked_sub(Duration::from_millis(state.ran_ms))
+            .unwrap_or(now);
+        let mut run = Run::new(state.id, state.main_pid, state.own_group, started, watchdog);
+        run.main_group = state.main_group;
+        if let (Some(left), Some(event)) = (state.timer_left_ms, timeout.into()) {
+            let left = Duration::from_millis(left);
+            run.timer = Some(self.timer(left, event));
+            run.deadline = Some(now + left);
+        }
+        run.exit_watched = state.exit_watched;
+        run.child = state.child;
+        run.cgroup = state.cgroup.as_deref().and_then(|path| {
+            let cgroup = self.settings.cgroups.service(name)?;
+            (cgroup.path() == path).then_some(cgroup)
+        });
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         match state.child {
             // Still our child: await it and collect its exit status.

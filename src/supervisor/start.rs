@@ -13,6 +13,7 @@ use super::notify::group_led_by;
 use super::unit::{Phase, Run, StopReason, Waiter};
 use crate::config::ServiceType;
 use crate::error::{CommandError, CommandResult};
+use crate::events::RunResult;
 use crate::process::pidfd::MainWatch;
 use crate::process::pidfile::{self, PidfileError};
 use crate::process::spawn;
@@ -89,6 +90,7 @@ impl Supervisor {
         let spec = unit.spec.clone();
         if !unit.restarts.admit_start(&spec, now) {
             unit.phase = Phase::Inactive { failed: true };
+            unit.result = RunResult::StartLimit;
             unit.last_error = format!(
                 "{name}: start limit hit ({} starts within {:?}); fix the service, then `corralctl start {name}`",
                 spec.start_limit_burst, spec.start_limit_interval
@@ -97,8 +99,10 @@ impl Supervisor {
             let err = CommandError::StartFailed(unit.last_error.clone());
             self.settle_start(name, Err(err));
             self.publish(name);
+            self.run_on_failure(name);
             return None;
         }
+        unit.result = RunResult::Success;
         let running = spec
             .pidfile
             .as_deref()
@@ -111,7 +115,9 @@ impl Supervisor {
         {
             return None;
         }
-        let notify = if spec.service_type == ServiceType::Notify {
+        // A watchdog needs the notify socket to be fed, whatever the type (as systemd's
+        // `WatchdogSec=` implies `NOTIFY_SOCKET` for every `Type=`).
+        let notify = if spec.service_type == ServiceType::Notify || spec.watchdog.is_some() {
             match &self.notify_socket {
                 Ok(path) => Some(path.clone()),
                 Err(why) => {
@@ -177,22 +183,16 @@ impl Supervisor {
             });
         });
 
-        let mut run = Run {
-            id: run_id,
-            main_pid: if forking { 0 } else { pid },
-            own_group: Some(pid),
-            main_group: None,
-            started: now,
-            timer: None,
-            exit_watched: true,
-            child: Some(pid),
-            cgroup,
-        };
+        let main_pid = if forking { 0 } else { pid };
+        let mut run = Run::new(run_id, main_pid, Some(pid), now, spec.watchdog);
+        run.child = Some(pid);
+        run.cgroup = cgroup;
         self.track(name, [Some(pid)]);
         let unit = self.units.get_mut(name).expect("unit exists");
         match spec.service_type {
             ServiceType::Simple => {
                 unit.phase = Phase::Running { run, paused: false };
+                self.now_running(name);
                 self.settle_start(name, Ok(()));
             }
             ServiceType::Notify | ServiceType::Forking => {
@@ -201,6 +201,7 @@ impl Supervisor {
                     run: run_id,
                 };
                 run.timer = Some(self.timer(spec.start_timeout, timeout));
+                run.deadline = Some(Instant::now() + spec.start_timeout);
                 self.units.get_mut(name).expect("unit exists").phase = Phase::Starting(run);
             }
         }
@@ -214,17 +215,10 @@ impl Supervisor {
             return false;
         };
         self.watch_main(name, run_id, watch);
-        let run = Run {
-            id: run_id,
-            main_pid: pid,
-            own_group: None,
-            main_group: group_led_by(pid),
-            started: now,
-            timer: None,
-            exit_watched: true,
-            child: None,
-            cgroup: self.cgroup_holding(name, pid),
-        };
+        let watchdog = self.units.get(name).and_then(|unit| unit.spec.watchdog);
+        let mut run = Run::new(run_id, pid, None, now, watchdog);
+        run.main_group = group_led_by(pid);
+        run.cgroup = self.cgroup_holding(name, pid);
         self.track(name, [Some(run.main_pid), run.main_group]);
         tracing::info!(
             service = name,
@@ -234,6 +228,7 @@ impl Supervisor {
         self.units.get_mut(name).expect("unit exists").phase =
             Phase::Running { run, paused: false };
         self.save_run(name);
+        self.now_running(name);
         self.settle_start(name, Ok(()));
         self.publish(name);
         true
@@ -318,6 +313,7 @@ impl Supervisor {
             timer.abort();
         }
         unit.phase = Phase::Running { run, paused: false };
+        self.now_running(name);
         self.settle_start(name, Ok(()));
     }
 
@@ -328,6 +324,10 @@ impl Supervisor {
         if !unit.is_current(run_id) || !matches!(unit.phase, Phase::Starting(_)) {
             return;
         }
+        if self.timeout_postponed(name) {
+            return;
+        }
+        let unit = self.units.get_mut(name).expect("unit exists");
         let what = match unit.spec.service_type {
             ServiceType::Forking => "fork and write its pidfile",
             _ => "send READY=1",
@@ -357,6 +357,8 @@ impl Supervisor {
         tracing::warn!(service = name, "{message}");
         if let Some(unit) = self.units.get_mut(name) {
             unit.last_error = message.clone();
+            // As systemd reports a program it could not execute: an exit code (203/EXEC).
+            unit.result = RunResult::ExitCode;
         }
         self.settle_start(name, Err(CommandError::StartFailed(message)));
         self.after_exit(name, true, ran_for);

@@ -61,8 +61,17 @@ impl Supervisor {
         if let Some(timer) = run.timer.take() {
             timer.abort();
         }
+        // A stopping run is no longer watched or checked.
+        run.watchdog.disarm();
+        run.health.cancel();
         let spec = unit.spec.clone();
-        signal_run(&run, spec.stop_signal);
+        // A missed watchdog gets SIGABRT, so a hung daemon leaves a core dump showing where
+        // (systemd's `WatchdogSignal=`); stop_timeout, then SIGKILL, as for any stop.
+        let signal = match reason {
+            StopReason::Watchdog => Signal::SIGABRT,
+            _ => spec.stop_signal,
+        };
+        signal_run(&run, signal);
         // A stopped or frozen process cannot act on SIGTERM until it is continued.
         match &run.cgroup {
             Some(cgroup) if paused || cgroup.is_frozen().unwrap_or(false) => {
@@ -77,6 +86,7 @@ impl Supervisor {
             run: run.id,
         };
         run.timer = Some(self.timer(spec.stop_timeout, timeout));
+        run.deadline = Some(tokio::time::Instant::now() + spec.stop_timeout);
         let (run_id, watched) = (run.id, run.exit_watched);
         let unit = self.units.get_mut(name).expect("unit exists");
         unit.phase = Phase::Stopping {
@@ -96,9 +106,13 @@ impl Supervisor {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        if !unit.is_current(run_id) {
+        if !unit.is_current(run_id) || !matches!(unit.phase, Phase::Stopping { .. }) {
             return;
         }
+        if self.timeout_postponed(name) {
+            return;
+        }
+        let unit = self.units.get_mut(name).expect("unit exists");
         let timeout = unit.spec.stop_timeout;
         if let Phase::Stopping { run, .. } = &unit.phase {
             let how = match &run.cgroup {
@@ -167,23 +181,39 @@ impl Supervisor {
         }
     }
 
-    /// The process is gone after a stop we began.
-    pub(super) fn finish_stop(&mut self, name: &str, reason: StopReason) {
+    /// The process is gone after a stop we began; the run lasted `ran_for`.
+    pub(super) fn finish_stop(&mut self, name: &str, reason: StopReason, ran_for: Duration) {
         let Some(unit) = self.units.get_mut(name) else {
             return;
         };
-        let timed_out = reason == StopReason::StartTimeout;
-        unit.phase = Phase::Inactive { failed: timed_out };
+        let failure = reason.failure();
+        if let Some(result) = failure {
+            unit.result = result;
+        }
+        unit.phase = Phase::Inactive {
+            failed: failure.is_some(),
+        };
         let start_again = std::mem::take(&mut unit.start_pending);
+        // Someone asked for this stop meanwhile (a failure's stop was under way): the
+        // service stays down — failed, but not restarted behind their back.
+        let stop_asked = !unit.stop_waiters.is_empty();
         for waiter in std::mem::take(&mut unit.stop_waiters) {
             self.resolve(name, waiter, Ok(()));
         }
         if start_again {
             self.launch(name);
-        } else if timed_out {
-            self.after_exit(name, true, Duration::ZERO);
+        } else if failure.is_some() && !stop_asked {
+            // A run that never became ready is no long run that resets the back-off.
+            let ran_for = match reason {
+                StopReason::StartTimeout => Duration::ZERO,
+                _ => ran_for,
+            };
+            self.after_exit(name, true, ran_for);
         } else {
             self.publish(name);
+            if failure.is_some() {
+                self.run_on_failure(name);
+            }
         }
     }
 

@@ -280,3 +280,6 @@ async fn kill_group_ends_a_long_stop_at_once_during_a_reload_and_spares_other_gr
     ));
     supervisor.stop_batch(vec!["elsewhere".into()]).await;
 }
+
+mod health;
+mod watchdog;

@@ -7,68 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+pub use super::run::{Run, Timer};
 use crate::config::Service;
 use crate::error::CommandResult;
-use crate::events::{ActiveState, ServiceStatus, SubState, now_usec};
+use crate::events::{ActiveState, Health, RunResult, ServiceStatus, SubState, now_usec};
 use crate::fence::Target;
-use crate::process::cgroup::ServiceCgroup;
 use crate::store::DesiredRecord;
-
-/// One started process of a service (a "run"). Its `id` tags every event about it, so a
-/// late event from an earlier run is recognised and ignored.
-#[derive(Debug)]
-pub struct Run {
-    pub id: u64,
-    /// The main PID; 0 while a forking service's pidfile is not read yet.
-    pub main_pid: u32,
-    /// The process group corrald created for the spawned child (its PID). `None` for an
-    /// adopted daemon, which has a group of its own we must not assume.
-    pub own_group: Option<u32>,
-    /// The group a forking or adopted main process leads, if it leads one.
-    pub main_group: Option<u32>,
-    /// When the process was spawned; a run that lasts long resets the back-off.
-    pub started: Instant,
-    /// The pending start or stop timeout.
-    pub timer: Option<Timer>,
-    /// A task awaits the main process's exit and will report it. False only while a
-    /// forking service's launcher is gone and its pidfile not read yet: then nothing would
-    /// report the end of a stop, so the stop path looks for itself.
-    pub exit_watched: bool,
-    /// The process corrald spawned for this run while it is not reaped: corrald's child,
-    /// whose exit status a live re-exec can still collect. `None` for adopted runs and
-    /// once a forking launcher has exited.
-    pub child: Option<u32>,
-    /// The run's cgroup (cgroup mode). When set it, not the process groups, says which
-    /// processes are the run's: signals and kills go to it, and the run is over once it is
-    /// empty. `None` in process-group mode and for an adopted daemon outside it.
-    pub cgroup: Option<ServiceCgroup>,
-}
-
-impl Run {
-    /// Cancels the timers tied to this run.
-    pub fn cancel_tasks(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
-    }
-}
-
-/// A pending timer of the supervisor's, with when it fires (a live re-exec carries what is
-/// left of it over).
-#[derive(Debug)]
-pub struct Timer {
-    pub handle: AbortHandle,
-    pub due: Instant,
-}
-
-impl Timer {
-    pub fn abort(&self) {
-        self.handle.abort();
-    }
-}
 
 /// Why a stop was begun.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +23,22 @@ pub enum StopReason {
     Requested,
     /// The service did not become ready within `start_timeout`.
     StartTimeout,
+    /// The service missed its watchdog (SIGABRT first, not `stop_signal`).
+    Watchdog,
+    /// The service's health check failed `failures` times in a row (`action = "restart"`).
+    Unhealthy,
+}
+
+impl StopReason {
+    /// The result of a run that this stop ends, when the stop makes it a failure.
+    pub fn failure(self) -> Option<RunResult> {
+        match self {
+            StopReason::Requested => None,
+            StopReason::StartTimeout => Some(RunResult::Timeout),
+            StopReason::Watchdog => Some(RunResult::Watchdog),
+            StopReason::Unhealthy => Some(RunResult::Unhealthy),
+        }
+    }
 }
 
 /// Where a service is in its life cycle.
@@ -178,6 +140,12 @@ pub struct Unit {
     /// Recipe jobs running and waiting.
     pub active_jobs: u32,
     pub queued_jobs: u32,
+    /// What the health check says about the current run.
+    pub health: Health,
+    /// When the last health check ended (µs since the epoch), 0 before the first.
+    pub last_health_check: u64,
+    /// How the last run ended (systemd's `Result=`), `CORRAL_RESULT` for `on_failure`.
+    pub result: RunResult,
     /// The status last published; the D-Bus object reads the same value from `status_tx`.
     pub published: Arc<ServiceStatus>,
     pub status_tx: watch::Sender<Arc<ServiceStatus>>,
@@ -204,6 +172,9 @@ impl Unit {
             unenforced: Vec::new(),
             active_jobs: 0,
             queued_jobs: 0,
+            health: Health::Unknown,
+            last_health_check: 0,
+            result: RunResult::Success,
             published: Arc::new(placeholder_status()),
             status_tx: watch::channel(Arc::new(placeholder_status())).0,
         };
@@ -222,6 +193,11 @@ impl Unit {
             Phase::AutoRestart { .. } => (ActiveState::Activating, SubState::AutoRestart),
             Phase::Running { paused: false, .. } => (ActiveState::Active, SubState::Running),
             Phase::Running { paused: true, .. } => (ActiveState::Paused, SubState::Paused),
+            Phase::Stopping {
+                killed: false,
+                reason: StopReason::Watchdog,
+                ..
+            } => (ActiveState::Deactivating, SubState::StopWatchdog),
             Phase::Stopping { killed: false, .. } => {
                 (ActiveState::Deactivating, SubState::StopSigterm)
             }
@@ -309,6 +285,9 @@ impl Unit {
                 .and_then(|run| run.cgroup.as_ref())
                 .map_or_else(String::new, |cgroup| cgroup.path().to_owned()),
             unenforced_limits: self.unenforced.clone(),
+            health: self.health,
+            last_health_check: self.last_health_check,
+            result: self.result,
         }
     }
 }
@@ -338,6 +317,9 @@ fn placeholder_status() -> ServiceStatus {
         desired_since: 0,
         control_group: String::new(),
         unenforced_limits: Vec::new(),
+        health: Health::Unknown,
+        last_health_check: 0,
+        result: RunResult::Success,
     }
 }
 

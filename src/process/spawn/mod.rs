@@ -29,13 +29,14 @@ use super::limits::ChildLimits;
 use super::output::{self, OutputMode};
 use super::reaper;
 use super::vfork::{self, ExecPlan, Step};
-use crate::config::Service;
+use crate::config::{Service, ServiceType};
 
 /// What [`spawn`] needs to start one process of a service.
 pub struct SpawnRequest<'a> {
     pub name: &'a str,
     pub service: &'a Service,
-    /// For `type = "notify"`: corrald's notify socket, passed as `NOTIFY_SOCKET`.
+    /// For `type = "notify"` and services with a `watchdog`: corrald's notify socket,
+    /// passed as `NOTIFY_SOCKET`.
     pub notify_socket: Option<&'a Path>,
     pub output: &'a OutputMode,
     /// The cgroup the child joins before it execs; `None` in process-group mode.
@@ -89,6 +90,10 @@ pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     }
     if let Some(socket) = request.notify_socket {
         env.insert(OsStr::new("NOTIFY_SOCKET"), socket.as_os_str());
+    }
+    let watchdog_usec = service.watchdog.map(|t| t.as_micros().to_string());
+    if let Some(usec) = &watchdog_usec {
+        env.insert(OsStr::new("WATCHDOG_USEC"), OsStr::new(usec));
     }
     let user = match &service.user {
         Some(name) => Some(resolve_user(name)?),
@@ -145,6 +150,9 @@ pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
         cgroup_procs,
         limits,
         user: user.map(|u| (u.groups, u.gid, u.uid)),
+        // The spawned process is the main one except for `forking`, whose daemon does not
+        // exist yet: there WATCHDOG_PID stays unset, which sd_watchdog_enabled() accepts.
+        watchdog_pid: service.watchdog.is_some() && service.service_type != ServiceType::Forking,
     };
 
     // Registered before the reaper can see it: a child that exits at once is still ours.

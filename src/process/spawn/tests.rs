@@ -384,3 +384,65 @@ async fn an_exit_status_and_a_signal_are_reported_as_std_does() {
     assert_eq!(status.signal(), Some(libc::SIGKILL));
     assert_eq!(crate::process::exit_code(status), 137);
 }
+
+/// The environment a watchdog service sees: `WATCHDOG_USEC`, and `WATCHDOG_PID` equal to
+/// its own PID (what `sd_watchdog_enabled()` compares), for the main process only.
+async fn watchdog_env(service_type: ServiceType, user: Option<&str>) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut svc = service(&[
+        "sh",
+        "-c",
+        "echo \"$$|${WATCHDOG_PID-unset}|$WATCHDOG_USEC|$FOO|$0|$1\" > \"$OUT\"",
+        "arg1",
+    ]);
+    svc.watchdog = Some(std::time::Duration::from_millis(2500));
+    svc.service_type = service_type;
+    svc.user = user.map(str::to_owned);
+    svc.environment.insert("FOO".into(), "bar".into());
+    svc.environment
+        .insert("OUT".into(), out.display().to_string());
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let mut child = spawn_plain(&svc);
+    assert!(child.wait().await.unwrap().success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    text.trim().split('|').map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_watchdog_service_learns_its_timeout_and_its_own_pid() {
+    let fields = watchdog_env(ServiceType::Simple, None).await;
+    assert_eq!(fields[1], fields[0], "WATCHDOG_PID is the child's own PID");
+    assert_eq!(fields[2], "2500000");
+    assert_eq!(
+        &fields[3..],
+        ["bar", "arg1", ""],
+        "environment and argv kept"
+    );
+    // After dropping privileges too.
+    let fields = watchdog_env(ServiceType::Notify, Some("nobody")).await;
+    assert_eq!(fields[1], fields[0]);
+    // A forking service's daemon is not the process spawned: no WATCHDOG_PID at all.
+    let fields = watchdog_env(ServiceType::Forking, None).await;
+    assert_eq!(fields[1], "unset");
+    assert_eq!(fields[2], "2500000");
+}
+
+#[test]
+fn pids_are_written_in_decimal_with_their_nul() {
+    for (pid, text) in [
+        (0, "0"),
+        (7, "7"),
+        (4_194_304, "4194304"),
+        (u32::MAX, "4294967295"),
+    ] {
+        let mut out = [b'x'; 11];
+        super::super::vfork::write_decimal(&mut out, pid);
+        assert_eq!(&out[..text.len()], text.as_bytes());
+        assert_eq!(out[text.len()], 0);
+    }
+}
