@@ -6,7 +6,7 @@
 //! the journal, with no copy through corrald. Without journald, the output is piped back and
 //! each line is written to corrald's stderr prefixed by the service name.
 //!
-//! The pipes being copied are listed in [`FORWARDED`], so that a live re-exec of corrald can
+//! The pipes being copied are listed in a process-wide registry, so that a live re-exec of corrald can
 //! hand them to the corrald it becomes ([`forwarded`], [`resume`]): a service's output goes
 //! on being copied, and the service never writes into a pipe nobody reads.
 
