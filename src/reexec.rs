@@ -12,6 +12,9 @@
 //!   print [`FORMAT`]; if not, `Reexecute` fails and nothing changed;
 //! - the state store cannot write: refused likewise — what it keeps in memory would be lost;
 //! - `execve` itself fails: corrald thaws and carries on as before, and `Reexecute` says so;
+//! - with `[fleet]`: the etcd lease (so this host keeps its report and owner keys) and the
+//!   fence's pipe (so the fence does not kill the grouped services at the exec) are handed
+//!   over too; without a live lease (not connected to etcd) the re-exec is refused;
 //! - the new corrald cannot read the handover: it starts the way it does after a crash,
 //!   re-adopting every service from the state store's run records (nothing is started
 //!   twice); if it dies, systemd restarts it and the same happens.
@@ -27,6 +30,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CommandError, CommandResult};
+use crate::fence::FenceHandle;
 use crate::jobs::JobsHandle;
 use crate::jobs::reexec::JobsState;
 use crate::process::fds::set_cloexec;
@@ -52,6 +56,39 @@ pub struct Handover {
     pub jobs: JobsState,
     /// Pipes of services' output being copied (`--child-output stderr`), with their prefix.
     pub output: Vec<(RawFd, String)>,
+    /// The fence's pipe (write end) and PID, with `[fleet]`.
+    #[serde(default)]
+    pub fence: Option<(RawFd, u32)>,
+    /// The etcd lease this host's report and owner keys are held under, with `[fleet]`.
+    #[serde(default)]
+    pub fleet_lease: Option<i64>,
+}
+
+/// The fleet's parts a re-exec hands over, when corrald runs one (`[fleet]`).
+#[derive(Clone, Default)]
+pub struct FleetHandover {
+    #[cfg(feature = "fleet")]
+    pub fleet: Option<crate::fleet::FleetHandle>,
+    pub fence: Option<FenceHandle>,
+}
+
+impl FleetHandover {
+    /// The live lease to hand over: `Ok(None)` without a fleet, an error when there is a
+    /// fleet but no live lease (the new image could not keep the owner keys).
+    async fn lease(&self) -> CommandResult<Option<i64>> {
+        #[cfg(feature = "fleet")]
+        if let Some(fleet) = &self.fleet {
+            return match fleet.lease().await {
+                Some(lease) => Ok(Some(lease)),
+                None => Err(CommandError::StartFailed(
+                    "not re-executing: this host holds no live etcd lease to hand over (Fleet \
+                     is not `connected`); try again once it is"
+                        .into(),
+                )),
+            };
+        }
+        Ok(None)
+    }
 }
 
 impl Handover {
@@ -87,8 +124,7 @@ struct Parts {
     /// The binary to exec (resolved when corrald started) and its arguments.
     exe: PathBuf,
     args: Vec<OsString>,
-    /// corrald runs with `[fleet]`: not re-executed (see `prepare`).
-    fleet: bool,
+    fleet: FleetHandover,
 }
 
 /// A re-exec ready to go: the state written out, every part frozen.
@@ -107,7 +143,7 @@ impl Reexec {
         store: Store,
         exe: PathBuf,
         args: Vec<OsString>,
-        fleet: bool,
+        fleet: FleetHandover,
     ) -> Reexec {
         Reexec(Arc::new(Parts {
             supervisor,
@@ -124,19 +160,8 @@ impl Reexec {
     /// handover. On an error nothing changed.
     pub async fn prepare(&self) -> CommandResult<Prepared> {
         let parts = &self.0;
-        if parts.fleet {
-            // The new image would start with a new etcd lease, and the owner keys of the
-            // groups served here are held under the old one until it expires: it would
-            // stop serving them, and the fence would lose its pipe. Refused until the
-            // lease and the fence are handed over too.
-            return Err(CommandError::StartFailed(
-                "not re-executing: a corrald with [fleet] cannot re-execute yet (its etcd \
-                 lease and fence are not handed over); restart it instead \
-                 (`systemctl restart corral`: the fleet moves its groups meanwhile)"
-                    .into(),
-            ));
-        }
         check_binary(&parts.exe).await?;
+        let fleet_lease = parts.fleet.lease().await?;
         if let crate::store::StoreHealth::Degraded { reason } = &*parts.store.health().borrow() {
             return Err(CommandError::StartFailed(format!(
                 "not re-executing: the state store cannot write ({reason}), and what it keeps \
@@ -156,11 +181,25 @@ impl Reexec {
             parts.supervisor.thaw().await;
             return Err(CommandError::ShuttingDown);
         };
+        // Frozen: nothing is spawned any more, so every target is named to the fence now.
+        let fence = match &parts.fleet.fence {
+            Some(fence) => match fence.flush().await {
+                Ok(descriptor) => Some((descriptor.fd, descriptor.pid)),
+                Err(err) => {
+                    self.thaw().await;
+                    return Err(CommandError::StartFailed(format!(
+                        "not re-executing: the fence cannot be handed over: {err}"
+                    )));
+                }
+            },
+            None => None,
+        };
         let output = crate::process::output::forwarded();
         let keep: Vec<RawFd> = supervisor
             .notify_fd
             .into_iter()
             .chain(output.iter().map(|(fd, _)| *fd))
+            .chain(fence.map(|(fd, _)| fd))
             .collect();
         let handover = Handover {
             format: FORMAT,
@@ -168,6 +207,8 @@ impl Reexec {
             supervisor,
             jobs,
             output,
+            fence,
+            fleet_lease,
         };
         match write_memfd(&handover) {
             Ok(memfd) => Ok(Prepared {

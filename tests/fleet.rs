@@ -60,7 +60,7 @@ impl Host {
             .build()
             .unwrap();
         let _inside = runtime.enter();
-        let (fleet, mut events) = Fleet::start(config.fleet.as_ref().unwrap(), &config);
+        let (fleet, mut events) = Fleet::start(config.fleet.as_ref().unwrap(), &config, None);
         let (placed_tx, placed) = watch::channel(BTreeMap::new());
         let (states_tx, states) = watch::channel(Vec::new());
         let applier = fleet.clone();

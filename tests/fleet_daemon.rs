@@ -16,6 +16,7 @@ use support::etcd::Etcd;
 use support::hosts::{Host, PREFIX, TTL, lives, never_served_twice, now_nanos, stubborn, worker};
 use support::{
     Corrald, PATIENCE, Recorded, SignalRecorder, TestBus, alive, error_name, eventually, manager,
+    wait_until,
 };
 
 fn corralctl(bus: &TestBus, args: &[&str]) -> Output {
@@ -219,8 +220,32 @@ async fn kill_9_of_the_owner_takes_its_group_down_with_it_then_the_next_peer_tak
     let worker_pid = a.main_pid("worker-g").await;
     let local_pid = a.main_pid("local").await;
     let corrald_pid = a.corrald.as_ref().unwrap().pid();
-    assert_eq!(fences_of(corrald_pid).len(), 1, "one fence per corrald");
+    let fences = fences_of(corrald_pid);
+    assert_eq!(fences.len(), 1, "one fence per corrald");
 
+    // A live re-exec first (a package upgrade): the same corrald process keeps its lease,
+    // its owner key and its fence, and the group keeps running — nobody fails it over.
+    let owner_key = format!("{PREFIX}/groups/g/owner");
+    let owners_before = etcd.history(&owner_key).await.len();
+    reexecute(&a).await;
+    assert_eq!(a.corrald.as_ref().unwrap().pid(), corrald_pid);
+    assert_eq!(a.main_pid("worker-g").await, worker_pid, "not restarted");
+    assert_eq!(a.main_pid("local").await, local_pid);
+    assert_eq!(fences_of(corrald_pid), fences, "the same fence, taken over");
+    a.wait_fleet("connected").await;
+    let owners = etcd.history(&owner_key).await;
+    assert_eq!(
+        owners.len(),
+        owners_before,
+        "the owner key was kept, under the same lease: {owners:#?}"
+    );
+    assert!(
+        etcd.history(&format!("{PREFIX}/groups/g/peer"))
+            .await
+            .is_empty()
+    );
+
+    // Then kill -9: the fence, taken over by the new image, still does its job.
     let killed = Instant::now();
     a.crash().await;
     // The fence: a's grouped service dies with corrald, its ungrouped one lives on.
@@ -372,15 +397,6 @@ async fn a_host_restarted_under_the_same_name_takes_its_group_back_through_the_o
     a.wait_service("worker-g", "active").await;
     b.wait_fleet("connected").await;
     let local_pid = a.main_pid("local").await;
-    // A live re-exec is refused with a fleet (its lease and fence are not handed over
-    // yet), and refusing changes nothing.
-    let worker_pid = a.main_pid("worker-g").await;
-    match a.manager().await.reexecute().await {
-        Err(BusError::StartFailed(message)) => assert!(message.contains("[fleet]"), "{message}"),
-        other => panic!("a re-exec with [fleet] must be refused: {other:?}"),
-    }
-    assert_eq!(a.main_pid("worker-g").await, worker_pid);
-
     a.crash().await;
     let restarted = Instant::now();
     a.restart().await;
@@ -561,6 +577,27 @@ async fn without_a_fleet_table_it_is_one_host_and_groups_move_by_their_peer_key(
 }
 
 /// The fences `corrald` started: its children running `corrald --fence`.
+/// Re-executes `host`'s corrald and waits until the new image serves and runs.
+async fn reexecute(host: &Host) {
+    let corrald = host.corrald.as_ref().unwrap();
+    let before = corrald.log().matches("re-executed: every service").count();
+    host.manager()
+        .await
+        .reexecute()
+        .await
+        .expect("Reexecute replies before it execs");
+    eventually("the new corrald is up", || {
+        corrald.log().matches("re-executed: every service").count() > before
+    })
+    .await;
+    let m = host.manager().await;
+    let mut recorder = SignalRecorder::new(&host.conn).await;
+    wait_until(&mut recorder, || async {
+        m.state().await.is_ok_and(|s| s == "running")
+    })
+    .await;
+}
+
 fn fences_of(corrald: u32) -> Vec<u32> {
     support::pids_with_cmdline("corrald --fence")
         .into_iter()

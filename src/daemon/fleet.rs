@@ -3,14 +3,42 @@
 //! host's reports, and the Manager's `Fleet` property. Without `[fleet]` (or without the
 //! `fleet` cargo feature) none of it exists: no task, no network.
 
+use std::os::fd::RawFd;
+use std::path::Path;
+
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::DaemonError;
 use crate::bus::fleet::FleetAccess;
 use crate::config::Config;
 use crate::events::{EventSender, ManagerStatus};
+use crate::fence::{self, FenceDescriptor, FenceHandle};
+use crate::reexec::FleetHandover;
 use crate::supervisor;
 use crate::transitions::fleet::FleetLink;
+
+/// With a fleet, the fence: before any service starts, each grouped service's processes
+/// are named to it as they are spawned. After a re-exec, the fence the previous image
+/// started (its pipe's write end and PID, `inherited`) is taken over instead.
+pub(super) fn start_fence(
+    program: &Path,
+    config: &Config,
+    inherited: Option<(RawFd, u32)>,
+) -> Result<Option<FenceHandle>, DaemonError> {
+    if config.fleet.is_none() {
+        return Ok(None);
+    }
+    let started = match inherited {
+        // SAFETY: the previous image handed this descriptor over for exactly this.
+        Some((fd, pid)) => unsafe { fence::adopt(program, FenceDescriptor { fd, pid }) },
+        None => fence::start(program),
+    };
+    started.map(Some).map_err(|source| DaemonError::Fence {
+        program: program.to_owned(),
+        source,
+    })
+}
 
 /// The fleet's parts, as `run` wires them.
 pub(super) struct FleetParts {
@@ -23,10 +51,14 @@ pub(super) struct FleetParts {
 impl FleetParts {
     /// The fleet of `config`, started (it contacts etcd in the background), or nothing.
     #[cfg_attr(not(feature = "fleet"), allow(unused_variables))]
-    pub fn start(config: &Config, supervisor: &supervisor::Handle) -> FleetParts {
+    pub fn start(
+        config: &Config,
+        supervisor: &supervisor::Handle,
+        inherited_lease: Option<i64>,
+    ) -> FleetParts {
         #[cfg(feature = "fleet")]
         if let Some(settings) = &config.fleet {
-            let (fleet, events) = crate::fleet::Fleet::start(settings, config);
+            let (fleet, events) = crate::fleet::Fleet::start(settings, config, inherited_lease);
             let link = FleetLink::new(fleet.clone(), events, config.clone(), supervisor.clone());
             return FleetParts {
                 access: FleetAccess::On(fleet),
@@ -36,6 +68,18 @@ impl FleetParts {
         FleetParts {
             access: FleetAccess::Off,
             link: None,
+        }
+    }
+
+    /// What a live re-exec hands over of the fleet: its lease and the fence.
+    pub fn handover(&self, fence: Option<FenceHandle>) -> FleetHandover {
+        FleetHandover {
+            #[cfg(feature = "fleet")]
+            fleet: match &self.access {
+                FleetAccess::On(fleet) => Some(fleet.clone()),
+                FleetAccess::Off => None,
+            },
+            fence,
         }
     }
 

@@ -26,7 +26,6 @@ use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigErrors, ConfigSource};
 use crate::control::ControlRegistry;
 use crate::events::{self, DaemonState, Event, ManagerStatus};
-use crate::fence;
 use crate::fs_trust;
 use crate::jobs;
 use crate::names::BUS_NAME;
@@ -41,7 +40,7 @@ use crate::transitions::listeners::{
 };
 use crate::transitions::reloader::{self, Loader};
 use crate::upcall::{self, UpcallSettings};
-use fleet::FleetParts;
+use fleet::{FleetParts, start_fence};
 use systemd::Notifier;
 
 /// Everything `run` needs from outside.
@@ -106,20 +105,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let reexecuted = handover.is_some();
-    let (generation, inherited_supervisor, inherited_jobs) = match handover {
-        Some(handover) => {
-            for (fd, prefix) in handover.output {
-                // SAFETY: the previous corrald handed these pipes over to be read on.
-                unsafe { crate::process::output::resume(fd, prefix) };
+    let (generation, supervisor_state, jobs_state, inherited_fence, inherited_lease) =
+        match handover {
+            Some(handover) => {
+                for (fd, prefix) in handover.output {
+                    // SAFETY: the previous corrald handed these pipes over to be read on.
+                    unsafe { crate::process::output::resume(fd, prefix) };
+                }
+                let h = (handover.supervisor, handover.jobs);
+                (
+                    handover.generation,
+                    Some(h.0),
+                    Some(h.1),
+                    handover.fence,
+                    handover.fleet_lease,
+                )
             }
-            (
-                handover.generation,
-                Some(handover.supervisor),
-                Some(handover.jobs),
-            )
-        }
-        None => (0, None, None),
-    };
+            None => (0, None, None, None, None),
+        };
     let source = options.config.clone();
     let loader: Loader = Arc::new(move || config::load(&source));
     let initial = {
@@ -140,17 +143,7 @@ pub async fn run(
     let cgroups = setup_cgroups(&options).await;
     // Before any service starts: with a fleet, each grouped service's processes are
     // named to the fence as they are spawned.
-    let fence = match initial.fleet {
-        Some(_) => {
-            Some(
-                fence::start(&options.fence_program).map_err(|source| DaemonError::Fence {
-                    program: options.fence_program.clone(),
-                    source,
-                })?,
-            )
-        }
-        None => None,
-    };
+    let fence = start_fence(&options.fence_program, &initial, inherited_fence)?;
     let (events, event_stream) = events::channel();
     let supervisor = supervisor::spawn(
         supervisor::Settings {
@@ -164,10 +157,10 @@ pub async fn run(
         supervisor::Durable {
             desired: loaded.desired,
             runs: loaded.runs,
-            inherited: inherited_supervisor,
+            inherited: supervisor_state,
         },
     );
-    let mut fleet = FleetParts::start(&initial, &supervisor);
+    let mut fleet = FleetParts::start(&initial, &supervisor, inherited_lease);
     let (manager_tx, manager_rx) = watch::channel(ManagerStatus {
         fleet: fleet.initial_state(),
         supervision: cgroups.mode().name(),
@@ -200,7 +193,7 @@ pub async fn run(
         options.output.clone(),
         loaded.unfinished_jobs,
         loaded.max_job_id,
-        inherited_jobs,
+        jobs_state,
     );
     applier.register(Box::new(JobsListener(jobs.clone())));
     let (deliveries_tx, deliveries) = tokio::sync::mpsc::unbounded_channel();
@@ -220,7 +213,7 @@ pub async fn run(
         store.clone(),
         options.exe.clone(),
         options.args.clone(),
-        initial.fleet.is_some(),
+        fleet.handover(fence.clone()),
     );
     let manager = ManagerObject::new(
         supervisor.clone(),
@@ -273,6 +266,12 @@ pub async fn run(
     let up = applier.apply(fleet.up_config(initial)).await;
     supervisor.settle_recovered().await;
     jobs.settle_inherited();
+    if let (true, Some(fence)) = (reexecuted, &fence) {
+        // The fence still guards what the previous image named: exactly what runs now.
+        if let Err(err) = fence.resync().await {
+            tracing::error!("cannot tell the fence what runs after the re-exec: {err}");
+        }
+    }
     if reexecuted {
         tracing::info!("re-executed: every service taken over from the previous corrald");
     }

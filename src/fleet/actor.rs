@@ -34,6 +34,8 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<(), FleetError>>,
     },
     Hosts(oneshot::Sender<Result<Vec<HostInfo>, FleetError>>),
+    /// The live lease, for a re-exec to hand over.
+    Lease(oneshot::Sender<Option<i64>>),
     Groups(BTreeMap<String, Group>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -170,6 +172,7 @@ impl Actor {
                 self.write_report();
             }
             Command::Release(group) => self.released(&group),
+            Command::Lease(reply) => drop(reply.send(self.live_lease())),
             Command::Move { group, peer, reply } => self.move_group(group, peer, reply),
             Command::Hosts(reply) => {
                 let answer = if self.synced {

@@ -111,9 +111,13 @@ impl Fleet {
     /// long as it does not answer (state `connecting`). The event receiver already holds a
     /// `Placed` for every group of `config`: its `peer`, or `""` where that is this host
     /// (not served until the owner key is held).
+    ///
+    /// `inherited_lease`: the lease of the corrald this one re-executed from. It is kept
+    /// alive on (if etcd still has it), so this host keeps its report and owner keys.
     pub fn start(
         settings: &FleetSettings,
         config: &Config,
+        inherited_lease: Option<i64>,
     ) -> (FleetHandle, UnboundedReceiver<FleetEvent>) {
         let host = config.daemon.host.clone();
         let timing = Timing {
@@ -139,7 +143,12 @@ impl Fleet {
             let (lease_tx, lease) = unbounded_channel();
             let (sync_tx, sync) = unbounded_channel();
             let (done_tx, done) = unbounded_channel();
-            let session = tokio::spawn(session::keep_lease(client.clone(), timing, lease_tx));
+            let session = tokio::spawn(session::keep_lease(
+                client.clone(),
+                timing,
+                lease_tx,
+                inherited_lease,
+            ));
             let actor = Actor {
                 host,
                 keys: keys::Keys::new(&settings.prefix),
@@ -281,6 +290,13 @@ impl FleetHandle {
     }
 
     /// Every host of the fleet, as this host's watch sees it (no etcd round trip).
+    /// The lease this host holds now, if it is live (a re-exec hands it over).
+    pub async fn lease(&self) -> Option<i64> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Lease(reply)).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
     pub async fn hosts(&self) -> Result<Vec<HostInfo>, FleetError> {
         let (reply, answer) = oneshot::channel();
         self.commands

@@ -101,8 +101,28 @@ impl Backoff {
 
 /// Grants leases and keeps them alive for as long as `news` has a receiver, reporting
 /// every step. Runs as its own task so that no other etcd request can delay a keep-alive.
-pub(crate) async fn keep_lease(client: Client, timing: Timing, news: UnboundedSender<LeaseNews>) {
+///
+/// `inherited`: a lease granted to the corrald this one re-executed from; it is kept alive
+/// first, and a new one granted only once etcd says it is gone.
+pub(crate) async fn keep_lease(
+    client: Client,
+    timing: Timing,
+    news: UnboundedSender<LeaseNews>,
+    inherited: Option<i64>,
+) {
     let mut backoff = Backoff::new();
+    if let Some(id) = inherited {
+        // Granted as of now: the previous image renewed it until a moment ago, and the
+        // first keep-alive's answer sets the real expiry.
+        let granted = LeaseNews::Granted {
+            id,
+            expires: Instant::now() + timing.ttl,
+        };
+        if news.send(granted).is_err() {
+            return;
+        }
+        keep_alive(&client, id, timing.ttl, timing, &news, &mut backoff).await;
+    }
     while !news.is_closed() {
         let sent = Instant::now();
         let mut leases = client.lease_client();

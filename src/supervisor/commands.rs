@@ -99,8 +99,12 @@ impl Supervisor {
                     unit.status_tx.send_replace(unit.published.clone());
                     self.summary.add(unit.published.active);
                     self.summary_tx.send_replace(self.summary.clone());
-                    // A run taken over by a re-exec gets its watchdog and checks again.
+                    // A run taken over by a re-exec gets its watchdog and checks again, and
+                    // is named to the fence, which `resync`s to what this image named.
                     let resumed = unit.taken_over && matches!(unit.phase, Phase::Running { .. });
+                    if let (true, Some(fence)) = (unit.taken_over, &self.settings.fence) {
+                        fence.set(&name, unit.fence_targets());
+                    }
                     self.units.insert(name.clone(), unit);
                     if resumed {
                         self.now_running(&name);

@@ -196,6 +196,10 @@ impl Etcd {
                 if kv.mod_revision() >= end {
                     return changes;
                 }
+                // Markers of earlier calls are this helper's, not the system's.
+                if kv.key().ends_with("\u{7f}history-end".as_bytes()) {
+                    continue;
+                }
                 let deleted = event.event_type() == EventType::Delete;
                 changes.push(Change {
                     revision: kv.mod_revision(),
