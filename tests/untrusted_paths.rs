@@ -131,7 +131,12 @@ async fn a_root_forking_service_refuses_an_untrusted_pidfile() {
     );
     let last_error = f.last_error().await.unwrap();
     assert!(last_error.contains("refusing PID"), "{last_error}");
-    assert_eq!(f.active_state().await.unwrap(), "failed");
+    // With cgroups the failed run's cgroup is emptied after the reply: `failed` follows.
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        f.active_state().await.unwrap() == "failed"
+    })
+    .await;
     assert_ne!(f.main_pid().await.unwrap(), victim.pid());
     assert!(alive(victim.pid()));
 }
