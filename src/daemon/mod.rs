@@ -71,6 +71,13 @@ pub enum DaemonError {
     State(StoreError),
     #[error("refusing the runtime directory: {0}")]
     UntrustedRuntimeDir(String),
+    /// The bus went away under a running corrald (dbus-daemon crashed or restarted). The
+    /// services are left running: the binary exits at once, without stopping them or
+    /// dropping their handles, and the corrald systemd starts next re-adopts them.
+    #[error(
+        "corrald lost its connection to the bus, so clients can no longer reach it; exiting so that systemd restarts it (the services keep running and are re-adopted)"
+    )]
+    BusLost,
     #[error(
         "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
     )]
@@ -262,6 +269,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = connection.closed() => return Err(DaemonError::BusLost),
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 reloader.reload_in_background();
