@@ -269,7 +269,12 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = connection.closed() => return Err(DaemonError::BusLost),
+            _ = connection.closed() => {
+                // The run records of services started a moment ago may still be queued:
+                // without them the next corrald would start second copies.
+                store.close().await;
+                return Err(DaemonError::BusLost);
+            }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 reloader.reload_in_background();
