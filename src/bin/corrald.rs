@@ -179,6 +179,11 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!("{err}");
             eprintln!("corrald: {err}");
+            if matches!(err, DaemonError::BusLost) {
+                // Now, with the runtime alive: dropping it would drop the children's
+                // handles, and those kill their processes.
+                std::process::exit(1);
+            }
             match err {
                 DaemonError::Config(_) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,

@@ -87,13 +87,20 @@ impl ControlHandle {
             params,
             reply,
         };
-        self.calls
-            .send(call)
-            .await
-            .map_err(|_| CallError::NotConnected(self.service.clone()))?;
-        match tokio::time::timeout(timeout, answer).await {
+        // The bound covers the queue too: a service that never reads holds the connection
+        // task in a write, and the queue behind it fills up.
+        let exchange = async {
+            self.calls
+                .send(call)
+                .await
+                .map_err(|_| CallError::NotConnected(self.service.clone()))?;
+            answer
+                .await
+                .map_err(|_| CallError::Closed(self.service.clone()))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(CallError::Closed(self.service.clone())),
+            Ok(Err(err)) => Err(err),
             Err(_) => Err(CallError::Timeout {
                 service: self.service.clone(),
                 method: method.to_owned(),

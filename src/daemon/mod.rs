@@ -9,6 +9,7 @@
 //! stopped in reverse order, every group released, the fleet left) → release the cgroups
 //! → return.
 
+mod error;
 mod fleet;
 pub mod systemd;
 
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::upcall::UpcallObject;
 use crate::bus::{self, BusAddress, manager::ManagerObject};
-use crate::config::{self, ConfigErrors, ConfigSource};
+use crate::config::{self, ConfigSource};
 use crate::control::ControlRegistry;
 use crate::events::{self, DaemonState, Event, ManagerStatus};
 use crate::fs_trust;
@@ -32,7 +33,7 @@ use crate::names::BUS_NAME;
 use crate::process::OutputMode;
 use crate::process::cgroup::{self, Cgroups, Mode};
 use crate::reexec;
-use crate::store::{Store, StoreError, StoreHealth};
+use crate::store::{Store, StoreHealth};
 use crate::supervisor;
 use crate::transitions::Applier;
 use crate::transitions::listeners::{
@@ -40,6 +41,7 @@ use crate::transitions::listeners::{
 };
 use crate::transitions::reloader::{self, Loader};
 use crate::upcall::{self, UpcallSettings};
+pub use error::DaemonError;
 use fleet::{FleetParts, start_fence};
 use systemd::Notifier;
 
@@ -66,35 +68,6 @@ pub struct Options {
     /// Run each service in a cgroup of its own where this host gives corrald a writable
     /// cgroup v2 subtree; `false` (`corrald --no-cgroups`): process groups everywhere.
     pub cgroups: bool,
-}
-
-/// Why corrald could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error("invalid configuration:\n{0}")]
-    Config(ConfigErrors),
-    #[error("cannot create the runtime directory {path}: {source}")]
-    RuntimeDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Another corrald uses the state directory: two would supervise the same services.
-    #[error("{0}")]
-    State(StoreError),
-    #[error("refusing the runtime directory: {0}")]
-    UntrustedRuntimeDir(String),
-    /// With `[fleet]`, grouped services must die with corrald; the fence makes sure.
-    #[error(
-        "cannot start the fence ({program} --fence): {source}\n(with [fleet], corrald needs it so that the services of fleet groups die with corrald)"
-    )]
-    Fence {
-        program: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot serve {BUS_NAME} on the bus: {0}\n(is another corrald running? on a system bus, corrald must run as root and the bus policy dbus/org.corral.Corral1.conf must be installed)"
-    )]
-    Bus(zbus::Error),
 }
 
 /// Runs corrald until `shutdown` is cancelled; returns once every service is stopped.
@@ -308,6 +281,12 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = connection.closed() => {
+                // The run records of services started a moment ago may still be queued:
+                // without them the next corrald would start second copies.
+                store.close().await;
+                return Err(DaemonError::BusLost);
+            }
             Some(()) = recv_hangup(&mut hangups) => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 reloader.reload_in_background();

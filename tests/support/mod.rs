@@ -58,10 +58,18 @@ impl TestBus {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
+        // Without its `guid=`: a bus restarted on the same socket has another one, and a
+        // system bus address names none either.
+        let address = line
+            .trim()
+            .split(',')
+            .filter(|part| !part.starts_with("guid="))
+            .collect::<Vec<_>>()
+            .join(",");
         TestBus {
             child,
             dir,
-            address: line.trim().to_owned(),
+            address,
         }
     }
 
@@ -77,6 +85,29 @@ impl TestBus {
 
     pub fn socket_path(&self) -> PathBuf {
         self.dir.path().join("bus")
+    }
+
+    /// Kills the dbus-daemon (as a crash would end it) and starts a new one on the same
+    /// socket; returns once the new one listens.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.socket_path());
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                self.dir.path().join("bus.conf").display()
+            ))
+            .args(["--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("dbus-daemon prints its address");
+        self.child = child;
     }
 }
 
