@@ -22,12 +22,18 @@ pub(super) async fn run(cx: &Context) -> BusResult<ExitCode> {
         .to_string();
     let mut owners = dbus.receive_name_owner_changed().await?;
     // The old corrald replies just before it execs; the connection it replied on closes
-    // with the exec, which can also cut the reply short — either way, what tells is the
-    // name changing owner.
+    // with the exec, which can also cut the reply short (the bus then answers NoReply) —
+    // either way, what tells is the name changing owner. Any other error is corrald's
+    // answer: a refusal, or an older corrald without `Reexecute` (UnknownMethod), which a
+    // package upgrade falls back from to a restart; it must not wait for an owner change
+    // that never comes.
     match manager(cx).await?.reexecute().await {
         Ok(()) => {}
-        Err(BusError::ZBus(zbus::Error::InputOutput(_)))
-        | Err(BusError::ZBus(zbus::Error::MethodError(..))) => {}
+        Err(BusError::ZBus(zbus::Error::InputOutput(_))) => {}
+        Err(BusError::ZBus(zbus::Error::MethodError(name, ..)))
+            if name.as_str() == "org.freedesktop.DBus.Error.NoReply" => {}
+        Err(BusError::ZBus(zbus::Error::FDO(fdo)))
+            if matches!(*fdo, zbus::fdo::Error::NoReply(_)) => {}
         Err(err) => return Err(err),
     }
     let new_owner = async {
