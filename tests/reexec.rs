@@ -328,3 +328,32 @@ async fn corralctl_daemon_reexec_fails_at_once_against_a_corrald_without_reexecu
     assert!(stderr.contains("UnknownMethod"), "{stderr}");
     assert!(!stderr.contains("did not come back"), "{stderr}");
 }
+
+#[tokio::test]
+async fn corralctl_daemon_reexec_waits_while_the_new_corrald_is_still_starting() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("corrald");
+    let kept = "[services.kept]\nexec = [\"sleep\", \"48002\"]\n";
+    let corrald = start_from_copy(&bus, kept, &exe).await;
+    let conn = bus.connect().await;
+    let pid = service(&conn, "kept").await.main_pid().await.unwrap();
+    // The configuration on disk gained a notify service that is ready only after 3 s; the
+    // new corrald applies it as it starts, so it owns the name well before it runs.
+    // corralctl used to wait for `running` on a proxy without a property cache, whose
+    // change stream ends at once: it said "did not finish starting" straight away.
+    corrald.write_config(&format!(
+        "{kept}[services.slow]\ntype = \"notify\"\nexec = {}\n",
+        notify_after("3", "48003")
+    ));
+    let out = corralctl_reexec(&bus).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("corrald re-executed"), "{stdout}");
+    assert_eq!(manager(&conn).await.state().await.unwrap(), "running");
+    assert_eq!(service(&conn, "kept").await.main_pid().await.unwrap(), pid);
+}

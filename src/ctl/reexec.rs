@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::commands::{Context, manager};
-use crate::client::{BusError, BusResult};
+use crate::client::{BusError, BusResult, ManagerProxy};
 use crate::names::BUS_NAME;
 
 /// How long the new corrald may take to own the name and finish starting.
@@ -53,26 +53,30 @@ pub(super) async fn run(cx: &Context) -> BusResult<ExitCode> {
             "corrald did not come back on the bus within {PATIENCE:?}; see `journalctl -t corrald`"
         )));
     };
-    // Owning the name comes before start-up finishes: wait for State = running.
-    let m = manager(cx).await?;
+    // Owning the name comes before start-up finishes: wait for State = running. A proxy
+    // that caches properties: zbus's change stream yields nothing without the cache (so a
+    // corrald still starting was taken for one that never would), and with it yields the
+    // current value first, then each change.
+    let m = ManagerProxy::builder(&cx.connection)
+        .cache_properties(zbus::proxy::CacheProperties::Yes)
+        .build()
+        .await?;
     let mut states = m.receive_state_changed().await;
-    if m.state().await? != "running" {
-        let running = async {
-            while let Some(change) = states.next().await {
-                if change.get().await.is_ok_and(|s| s == "running") {
-                    return true;
-                }
+    let running = async {
+        while let Some(change) = states.next().await {
+            if change.get().await.is_ok_and(|s| s == "running") {
+                return true;
             }
-            false
-        };
-        if !tokio::time::timeout(PATIENCE, running)
-            .await
-            .unwrap_or(false)
-        {
-            return Err(BusError::Timeout(format!(
-                "corrald re-executed ({owner}) but did not finish starting within {PATIENCE:?}"
-            )));
         }
+        false
+    };
+    if !tokio::time::timeout(PATIENCE, running)
+        .await
+        .unwrap_or(false)
+    {
+        return Err(BusError::Timeout(format!(
+            "corrald re-executed ({owner}) but did not finish starting within {PATIENCE:?}"
+        )));
     }
     if cx.json {
         println!("{}", serde_json::json!({ "owner": owner }));
