@@ -29,6 +29,15 @@
 //!   (spawned and awaited one after another, paced to N per second) for SECS: that
 //!   process's own CPU time and its children's.
 //! - `wait-active BUS N`: waits until N services are listed active (bounded).
+//! - `reexec BUS`: one `Reexecute()` timed from the call until the bus name has a new
+//!   owner and until `State` is `running`, with every service's PID and `NRestarts`
+//!   before and after.
+//! - `pids BUS`: every service's `MainPID`, as a JSON object.
+//! - `recover-wait BUS PIDS T0_NS`: after corrald was killed and started again at
+//!   `T0_NS` (CLOCK_MONOTONIC, taken by the caller), waits until every service of the file
+//!   `PIDS` (what `pids` printed) is listed active with the same PID, and prints how long
+//!   after `T0_NS` that was (bounded).
+//! - `start-stop BUS SERVICE N`: N `Stop()`, `Start()` pairs on SERVICE, each call timed.
 //! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
 //!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
 //!   and a `ListServices` that returns a prebuilt list; prints `ready`, serves until killed.
@@ -71,6 +80,10 @@ fn main() -> Result<()> {
             "spawn-floor" => spawn_floor(arg(1).parse()?, arg(2).parse()?),
             "fanout" => fanout(&arg(1), arg(2).parse()?, arg(3).parse()?, &arg(4)).await,
             "wait-active" => wait_active(&arg(1), arg(2).parse()?).await,
+            "reexec" => reexec(&arg(1)).await,
+            "pids" => Ok(json!(pids(&arg(1)).await?)),
+            "recover-wait" => recover_wait(&arg(1), &arg(2), arg(3).parse()?).await,
+            "start-stop" => start_stop(&arg(1), &arg(2), arg(3).parse()?).await,
             "trivial-server" => trivial_server(&arg(1), arg(2).parse()?).await,
             other => Err(format!("unknown subcommand {other}").into()),
         }
@@ -560,6 +573,135 @@ async fn wait_active(address: &str, n: usize) -> Result<serde_json::Value> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Each service's `MainPID` (0 when it runs no process).
+async fn pids(address: &str) -> Result<std::collections::BTreeMap<String, u32>> {
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    Ok(manager
+        .list_services()
+        .await?
+        .into_iter()
+        .map(|s| (s.name, s.main_pid))
+        .collect())
+}
+
+/// Each service's (`MainPID`, `NRestarts`).
+async fn runs(connection: &Connection) -> Result<std::collections::BTreeMap<String, (u32, u32)>> {
+    let mut out = std::collections::BTreeMap::new();
+    for row in manager(connection).await?.list_services().await? {
+        let restarts = service(connection, &row.name).await?.n_restarts().await?;
+        out.insert(row.name, (row.main_pid, restarts));
+    }
+    Ok(out)
+}
+
+async fn reexec(address: &str) -> Result<serde_json::Value> {
+    const BOUND: Duration = Duration::from_secs(60);
+    let connection = connect(address).await?;
+    let before = runs(&connection).await?;
+    let dbus = zbus::fdo::DBusProxy::new(&connection).await?;
+    let name: zbus::names::BusName = corral::names::BUS_NAME.try_into()?;
+    let old_owner = dbus.get_name_owner(name.clone()).await?.to_string();
+    let mut owners = dbus.receive_name_owner_changed().await?;
+    let manager = manager(&connection).await?;
+    let t = Instant::now();
+    // The reply may be cut short by the exec (the bus then says NoReply).
+    match manager.reexecute().await {
+        Ok(()) => {}
+        Err(corral::client::BusError::ZBus(zbus::Error::MethodError(name, ..)))
+            if name.as_str() == "org.freedesktop.DBus.Error.NoReply" => {}
+        Err(err) => return Err(err.into()),
+    }
+    let replied = t.elapsed();
+    let owned = tokio::time::timeout(BOUND, async {
+        while let Some(change) = owners.next().await {
+            let Ok(args) = change.args() else { continue };
+            if args.name() == &name
+                && args
+                    .new_owner()
+                    .as_ref()
+                    .is_some_and(|owner| owner.to_string() != old_owner)
+            {
+                return Some(t.elapsed());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or("the name got no new owner")?;
+    // Owning the name comes before start-up finishes; State says when it has (1 ms steps).
+    let deadline = Instant::now() + BOUND;
+    let running = loop {
+        if manager.state().await.is_ok_and(|s| s == "running") {
+            break t.elapsed();
+        }
+        if Instant::now() > deadline {
+            return Err("State did not become running".into());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let after = runs(&connection).await?;
+    let kept = after
+        .iter()
+        .filter(|(name, run)| run.0 != 0 && before.get(*name) == Some(run))
+        .count();
+    let restarted = after
+        .iter()
+        .filter(|(name, run)| {
+            before
+                .get(*name)
+                .is_some_and(|b| b.0 != run.0 || b.1 != run.1)
+        })
+        .count();
+    Ok(
+        json!({"reply_ms": ms(replied), "name_ms": ms(owned), "running_ms": ms(running),
+              "services": after.len(), "pids_and_restarts_kept": kept, "restarted": restarted}),
+    )
+}
+
+async fn recover_wait(address: &str, pids_file: &str, t0_ns: u128) -> Result<serde_json::Value> {
+    let want: std::collections::BTreeMap<String, u32> =
+        serde_json::from_str(&std::fs::read_to_string(pids_file)?)?;
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // Before the new corrald owns its name the call fails: "not yet".
+        let list = manager.list_services().await.unwrap_or_default();
+        let same = list
+            .iter()
+            .filter(|s| s.active_state == "active" && want.get(&s.name) == Some(&s.main_pid))
+            .count();
+        if same == want.len() || Instant::now() > deadline {
+            let other_pid = list
+                .iter()
+                .filter(|s| want.get(&s.name).is_some_and(|pid| *pid != s.main_pid))
+                .count();
+            return Ok(json!({"ms": (monotonic_ns() - t0_ns) as f64 / 1e6,
+                             "services": want.len(), "same_pid_active": same,
+                             "other_pid": other_pid}));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+async fn start_stop(address: &str, name: &str, n: usize) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let service = service(&connection, name).await?;
+    let (mut stops, mut starts) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        service.stop().await?;
+        stops.push(ms(t.elapsed()));
+        let t = Instant::now();
+        service.start().await?;
+        starts.push(ms(t.elapsed()));
+    }
+    Ok(json!({"stop_ms": percentiles(stops), "start_ms": percentiles(starts)}))
 }
 
 struct TrivialService;

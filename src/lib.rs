@@ -75,3 +75,11 @@ pub mod store;
 pub mod supervisor;
 pub mod transitions;
 pub mod upcall;
+
+/// corral's version as the binaries report it (Manager `Version`, `--version`, man pages):
+/// Cargo.toml's, unless the build sets `CORRAL_VERSION` — as a distribution's snapshot
+/// build does, or `packaging/test-e2e` for the "version N+1" it upgrades to.
+pub const VERSION: &str = match option_env!("CORRAL_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};

@@ -8,7 +8,7 @@
 pub fn corrald(command: clap::Command) -> Vec<u8> {
     let man = clap_mangen::Man::new(command)
         .section("8")
-        .source(format!("corral {}", env!("CARGO_PKG_VERSION")))
+        .source(format!("corral {}", crate::VERSION))
         .manual("corral manual");
     let mut page = Vec::new();
     generated(&mut page, &man, clap_mangen::Man::render_title);
@@ -219,7 +219,7 @@ mod tests {
         assert!(page.starts_with(super::PREAMBLE), "{page}");
         assert_eq!(page.matches(".ds Aq").count(), 2, "one preamble: {page}");
         assert!(page.contains(".TH corrald 8"), "{page}");
-        let source = format!("\"corral {}\"", env!("CARGO_PKG_VERSION"));
+        let source = format!("\"corral {}\"", crate::VERSION);
         assert!(page.contains(&source), "{page}");
     }
 

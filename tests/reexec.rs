@@ -296,3 +296,113 @@ exec = ["python3", "{script}", "{out}", "READY=1", "{steps}"]
     assert_eq!(pinger.main_pid().await.unwrap(), pid);
     assert_eq!(pinger.n_restarts().await.unwrap(), 0);
 }
+
+/// `corralctl daemon-reexec` as the packages' maintainer scripts run it.
+async fn corralctl_reexec(bus: &TestBus) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_corralctl"))
+        .arg("daemon-reexec")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn corralctl_daemon_reexec_waits_for_the_new_corrald_and_reports_a_refusal() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("corrald");
+    let corrald = start_from_copy(
+        &bus,
+        "[services.kept]\nexec = [\"sleep\", \"48001\"]\n",
+        &exe,
+    )
+    .await;
+    let conn = bus.connect().await;
+    let pid = service(&conn, "kept").await.main_pid().await.unwrap();
+
+    // A binary that cannot take over: corralctl says why and fails (it used to take the
+    // refusal for the exec cutting the reply short, and waited a minute for a new owner).
+    replace_binary(&exe, b"not a program\n");
+    let out = corralctl_reexec(&bus).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a refused re-exec succeeded: {stderr}"
+    );
+    assert!(stderr.contains("cannot take over"), "{stderr}");
+    assert!(!stderr.contains("did not come back"), "{stderr}");
+
+    // The upgrade: corralctl returns once the new corrald owns the name and runs.
+    replace_binary(&exe, &std::fs::read(env!("CARGO_BIN_EXE_corrald")).unwrap());
+    let out = corralctl_reexec(&bus).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("corrald re-executed"), "{stdout}");
+    assert_eq!(manager(&conn).await.state().await.unwrap(), "running");
+    assert!(alive(corrald.pid()), "corrald kept its PID");
+    assert_eq!(service(&conn, "kept").await.main_pid().await.unwrap(), pid);
+    assert_eq!(pids_with_cmdline("sleep 48001"), [pid]);
+}
+
+/// What owns the name when an older corrald, without `Reexecute`, is running.
+struct OlderManager;
+
+#[zbus::interface(name = "org.corral.Corral1.Manager")]
+impl OlderManager {
+    #[zbus(property)]
+    fn state(&self) -> String {
+        "running".into()
+    }
+}
+
+#[tokio::test]
+async fn corralctl_daemon_reexec_fails_at_once_against_a_corrald_without_reexecute() {
+    let bus = TestBus::start();
+    let _older = zbus::connection::Builder::address(bus.address.as_str())
+        .serve_at("/org/corral/Corral1", OlderManager)
+        .name("org.corral.Corral1")
+        .build()
+        .await
+        .unwrap();
+    // The packages fall back to `systemctl try-restart` on this failure; waiting for an
+    // owner change that never comes would hold the upgrade for a minute.
+    let out = corralctl_reexec(&bus).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("UnknownMethod"), "{stderr}");
+    assert!(!stderr.contains("did not come back"), "{stderr}");
+}
+
+#[tokio::test]
+async fn corralctl_daemon_reexec_waits_while_the_new_corrald_is_still_starting() {
+    let bus = TestBus::start();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("corrald");
+    let kept = "[services.kept]\nexec = [\"sleep\", \"48002\"]\n";
+    let corrald = start_from_copy(&bus, kept, &exe).await;
+    let conn = bus.connect().await;
+    let pid = service(&conn, "kept").await.main_pid().await.unwrap();
+    // The configuration on disk gained a notify service that is ready only after 3 s; the
+    // new corrald applies it as it starts, so it owns the name well before it runs.
+    // corralctl used to wait for `running` on a proxy without a property cache, whose
+    // change stream ends at once: it said "did not finish starting" straight away.
+    corrald.write_config(&format!(
+        "{kept}[services.slow]\ntype = \"notify\"\nexec = {}\n",
+        notify_after("3", "48003")
+    ));
+    let out = corralctl_reexec(&bus).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("corrald re-executed"), "{stdout}");
+    assert_eq!(manager(&conn).await.state().await.unwrap(), "running");
+    assert_eq!(service(&conn, "kept").await.main_pid().await.unwrap(), pid);
+}

@@ -27,7 +27,7 @@ use corral::reexec::Handover;
 #[derive(Parser, Debug)]
 #[command(
     name = "corrald",
-    version,
+    version = corral::VERSION,
     override_usage = "corrald [OPTIONS]\n       corrald --check [--config PATH]"
 )]
 struct Args {

@@ -266,7 +266,7 @@ impl ManagerObject {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn version(&self) -> String {
-        env!("CARGO_PKG_VERSION").to_owned()
+        crate::VERSION.to_owned()
     }
 
     #[zbus(property)]

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 /// Control corral, the D-Bus service supervisor (talks to corrald on the system bus).
 #[derive(Parser, Debug)]
-#[command(name = "corralctl", version, about, propagate_version = true)]
+#[command(name = "corralctl", version = crate::VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// Use the session bus (for a corrald started with --session).
     #[arg(long, global = true, conflicts_with = "bus_address")]

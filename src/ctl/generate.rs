@@ -65,7 +65,7 @@ fn without_hidden_subcommands(command: clap::Command) -> clap::Command {
         .collect();
     // clap's names and versions are `'static` (no "string" feature): spell them out.
     let mut trimmed = clap::Command::new("corralctl")
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(crate::VERSION)
         .propagate_version(command.is_propagate_version_set())
         .args(command.get_arguments().cloned())
         .subcommands(visible);

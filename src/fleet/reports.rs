@@ -39,7 +39,7 @@ impl HostReport {
     /// the moment it joins, so that it counts as alive before its first reload finished.
     pub fn empty() -> HostReport {
         HostReport {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: crate::VERSION.to_owned(),
             config_generation: 0,
             config_hash: String::new(),
             services: BTreeMap::new(),
