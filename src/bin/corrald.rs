@@ -27,6 +27,8 @@ use corral::reexec::Handover;
 #[command(
     name = "corrald",
     version,
+    // A later option overrides an earlier one, as in most daemons' command lines.
+    args_override_self = true,
     override_usage = "corrald [OPTIONS]\n       corrald --check [--config PATH]"
 )]
 struct Args {
@@ -66,6 +68,10 @@ struct Args {
     /// journald runs, else corrald's stderr prefixed by the service name.
     #[arg(long, value_enum, default_value = "auto")]
     child_output: ChildOutput,
+    /// journald's stream socket, where services' output goes with --child-output journal
+    /// (and where "auto" looks for journald).
+    #[arg(long, value_name = "PATH", default_value = JOURNAL_STDOUT)]
+    journal_stdout: PathBuf,
     /// Check the configuration, print what would run, and exit.
     ///
     /// Exits 0 when the configuration is valid, else 2 after printing every error with
@@ -129,8 +135,8 @@ fn main() -> ExitCode {
         runtime_dir: args.runtime_dir,
         state_dir: args.state_dir,
         output: match args.child_output {
-            ChildOutput::Auto => OutputMode::detect(),
-            ChildOutput::Journal => OutputMode::Journal(JOURNAL_STDOUT.into()),
+            ChildOutput::Auto => OutputMode::detect(&args.journal_stdout),
+            ChildOutput::Journal => OutputMode::Journal(args.journal_stdout),
             ChildOutput::Stderr => OutputMode::Stderr,
         },
         notifier: Notifier::from_env(),
