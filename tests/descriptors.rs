@@ -192,3 +192,57 @@ async fn a_scheduled_recipe_costs_nothing_until_it_runs() {
     })
     .await;
 }
+
+/// corrald runs under `prlimit --nofile=64:64` (a limit it cannot raise) with more
+/// services than fit: those that do not fit fail, and their `LastError` names the limit
+/// and the setting that raises it; the others run, the bus still answers, and once some
+/// services stop, a failed one starts.
+#[tokio::test]
+async fn services_beyond_the_descriptor_limit_fail_naming_it_and_the_rest_run() {
+    let bus = TestBus::start();
+    let config: String = (0..40)
+        .map(|i| format!("{}restart = \"no\"\n", sleeper_at(400, i)))
+        .collect();
+    let corrald = Corrald::start_wrapped(&bus, &config, &["prlimit", "--nofile=64:64", "--"]).await;
+    let conn = bus.connect().await;
+    let m = manager(&conn).await;
+    let mut recorder = SignalRecorder::new(&bus.connect().await).await;
+    wait_until(&mut recorder, || async {
+        let rows = m.list_services().await.unwrap();
+        rows.iter()
+            .all(|row| row.active_state == "active" || row.active_state == "failed")
+    })
+    .await;
+    let rows = m.list_services().await.unwrap();
+    let (active, failed): (Vec<_>, Vec<_>) =
+        rows.iter().partition(|row| row.active_state == "active");
+    assert!(
+        !active.is_empty() && !failed.is_empty(),
+        "64 descriptors fit some of 40 services, not all: {} active, {} failed",
+        active.len(),
+        failed.len()
+    );
+    for row in &failed {
+        let error = service(&conn, &row.name).await.last_error().await.unwrap();
+        assert!(
+            error.contains("too many open files: corrald's RLIMIT_NOFILE soft limit 64 is reached")
+                && error.contains("raise LimitNOFILE= in corral.service"),
+            "{}: {error}",
+            row.name
+        );
+    }
+    for row in &active {
+        assert!(alive(row.main_pid), "{} runs", row.name);
+    }
+
+    // Stopping three frees their descriptors: a failed service then starts.
+    for row in &active[..3] {
+        m.stop_service(&row.name).await.unwrap();
+    }
+    let again = &failed[0].name;
+    m.start_service(again).await.unwrap();
+    let again = service(&conn, again).await;
+    assert_eq!(again.active_state().await.unwrap(), "active");
+    assert!(alive(again.main_pid().await.unwrap()));
+    drop(corrald);
+}
