@@ -246,3 +246,31 @@ async fn services_beyond_the_descriptor_limit_fail_naming_it_and_the_rest_run() 
     assert!(alive(again.main_pid().await.unwrap()));
     drop(corrald);
 }
+
+/// A service's process gets stdin, stdout and stderr and nothing else of corrald's, also
+/// with many services running (corrald then stages a child's descriptors in low slots
+/// and the child leaves corrald's table behind: `process::stdio_slots`), and its
+/// output still reaches corrald.
+#[tokio::test]
+async fn a_child_gets_only_its_stdio_among_many_descriptors() {
+    let bus = TestBus::start();
+    let mut config: String = (0..30).map(|i| sleeper_at(600, i)).collect();
+    // `ls` lists its own descriptors: 0–2 and 3, the directory it reads.
+    config.push_str(
+        "[services.show]\nexec = [\"sh\", \"-c\", \"ls /proc/self/fd >&2; exec sleep 49700\"]\n",
+    );
+    let corrald = Corrald::start(&bus, &config).await;
+    let listed = || -> Vec<String> {
+        corrald
+            .log()
+            .lines()
+            .filter(|l| l.starts_with("show["))
+            .filter_map(|l| Some(l.split_once("]: ")?.1.to_owned()))
+            .collect()
+    };
+    eventually("show's descriptors in corrald's log", || {
+        listed().contains(&"3".to_owned())
+    })
+    .await;
+    assert_eq!(listed(), ["0", "1", "2", "3"]);
+}

@@ -124,6 +124,14 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     logging::init(args.log_target, args.log_level.as_deref(), "corrald");
     raise_descriptor_limit();
+    // Before any other thread: slots that make a spawn cost O(1) in corrald's descriptors.
+    match corral::process::stdio_slots::reserve(8) {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "spawning without staged descriptors (close_range unsharing unavailable)"
+        ),
+        Err(err) => tracing::warn!("cannot reserve descriptor slots for spawning: {err}"),
+    }
     let bus = match (&args.bus_address, args.session) {
         (Some(address), _) => BusAddress::Address(address.clone()),
         (None, true) => BusAddress::Session,

@@ -18,6 +18,7 @@ pub mod pidfile;
 pub mod procfs;
 pub mod signal;
 pub mod spawn;
+pub mod stdio_slots;
 mod vfork;
 
 pub use child::Child;

@@ -25,6 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use super::limits::ChildLimits;
+use super::stdio_slots::Staged;
 
 /// The child's stack. It only runs the steps below; glibc's posix_spawn uses 32 KiB plus
 /// the argument size, and a debug build needs more.
@@ -92,6 +93,11 @@ pub(crate) struct StartFailure {
 /// the arrays built for it, all alive until the clone returns.
 struct ChildArgs<'a> {
     plan: &'a ExecPlan,
+    /// The plan's stdio and `cgroup.procs`, or their copies in low slots.
+    stdio: [RawFd; 3],
+    cgroup_procs: Option<RawFd>,
+    /// With staged slots: the child shares corrald's table and keeps only what is below.
+    unshare_below: Option<RawFd>,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -103,8 +109,33 @@ struct ChildArgs<'a> {
 pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
     let argv = null_terminated(&plan.argv);
     let envp = null_terminated(&plan.envp);
+    let staged =
+        Staged::new(&plan.stdio, plan.cgroup_procs.as_ref()).map_err(|error| StartFailure {
+            step: Step::Stdio,
+            error,
+        })?;
+    let (stdio, cgroup_procs, unshare_below) = match &staged {
+        Some(staged) => (
+            staged.stdio(),
+            plan.cgroup_procs.as_ref().map(|_| staged.group[3]),
+            Some(staged.limit),
+        ),
+        None => (
+            [0, 1, 2].map(|i| plan.stdio[i].as_raw_fd()),
+            plan.cgroup_procs.as_ref().map(|fd| fd.as_raw_fd()),
+            None,
+        ),
+    };
+    let share_files = if staged.is_some() {
+        libc::CLONE_FILES
+    } else {
+        0
+    };
     let mut args = ChildArgs {
         plan,
+        stdio,
+        cgroup_procs,
+        unshare_below,
         path: plan.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
@@ -124,13 +155,15 @@ pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
         let pid = libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | share_files | libc::SIGCHLD,
             (&mut args as *mut ChildArgs).cast(),
             &mut pidfd as *mut RawFd,
         );
         drop(blocked);
         pid
     };
+    // The child has exec'd or exited: the slots go back to /dev/null and the free list.
+    drop(staged);
     if pid < 0 {
         return Err(StartFailure {
             step: Step::Exec,
@@ -182,24 +215,40 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
             Ok(())
         }
     };
+    if let Some(limit) = args.unshare_below {
+        // First, before anything touches a descriptor: a table of our own with only what
+        // is below `limit` (see `stdio_slots`). Until then the table is corrald's.
+        // SAFETY: plain syscall.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                limit,
+                u32::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            )
+        } < 0
+        {
+            return Err((Step::Stdio, errno()));
+        }
+    }
     reset_signal_handlers().map_err(fail(Step::Signals))?;
     if plan.new_process_group {
         // SAFETY: plain syscall.
         check(Step::ProcessGroup, unsafe { libc::setpgid(0, 0) })?;
     }
-    if let Some(procs) = &plan.cgroup_procs {
+    if let Some(procs) = args.cgroup_procs {
         // "0" is the writing process itself.
         // SAFETY: writing one byte from a static buffer.
-        let written = unsafe { libc::write(procs.as_raw_fd(), c"0".as_ptr().cast(), 1) };
+        let written = unsafe { libc::write(procs, c"0".as_ptr().cast(), 1) };
         check(Step::Cgroup, written as libc::c_int)?;
     }
     plan.limits
         .apply_before_user()
         .map_err(fail(Step::Limits))?;
-    install_stdio(&plan.stdio).map_err(fail(Step::Stdio))?;
+    install_stdio(&args.stdio).map_err(fail(Step::Stdio))?;
     // Nothing but 0, 1, 2 reaches the program: corrald's own descriptors are close-on-exec,
     // but one it inherited without that flag (or a library's) must not leak either.
-    // SAFETY: plain syscall on this process's own (unshared: no CLONE_FILES) fd table.
+    // SAFETY: plain syscall on this process's own fd table (no CLONE_FILES, or unshared).
     if unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) } < 0
         && errno() != libc::ENOSYS
     {
@@ -257,10 +306,10 @@ fn reset_signal_handlers() -> io::Result<()> {
 
 /// `stdio` onto fds 0, 1, 2. A source that is itself one of 0–2 is first moved above
 /// them, so that no `dup2` overwrites a source still to be used.
-fn install_stdio(stdio: &[OwnedFd; 3]) -> io::Result<()> {
+fn install_stdio(stdio: &[RawFd; 3]) -> io::Result<()> {
     let mut sources = [0 as RawFd; 3];
-    for (slot, fd) in sources.iter_mut().zip(stdio) {
-        let mut raw = fd.as_raw_fd();
+    for (slot, &fd) in sources.iter_mut().zip(stdio) {
+        let mut raw = fd;
         if raw < 3 {
             // SAFETY: plain fcntl; the copy is close-on-exec and gone at exec.
             raw = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
