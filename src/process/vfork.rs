@@ -11,6 +11,11 @@
 //! and ~0.9 ms for this path; a cold start of 1000 services took 2–2.7 times the floor
 //! with the fork, and stays at the floor with this path.
 //!
+//! With many services corrald holds many descriptors; the child then also shares corrald's
+//! descriptor table (`CLONE_FILES`) and leaves it in O(1) as its first step, keeping only
+//! its stdio staged in low slots (`super::stdio_slots`), instead of copying and closing
+//! the whole table.
+//!
 //! The child shares corrald's memory and runs on a stack of its own until it execs, while
 //! the cloning thread waits. So everything it needs is prepared before the clone, it calls
 //! only async-signal-safe functions, allocates nothing, and uses raw syscalls where glibc's
