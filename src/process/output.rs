@@ -9,7 +9,7 @@
 //! journal stream, so corrald holds one descriptor per running service for its output (and
 //! the lines of both streams keep the order they were written in).
 //!
-//! The pipes being copied are listed in [`FORWARDED`], so that a live re-exec of corrald can
+//! The pipes being copied are listed in `FORWARDED`, so that a live re-exec of corrald can
 //! hand them to the corrald it becomes ([`forwarded`], [`resume`]): a service's output goes
 //! on being copied, and the service never writes into a pipe nobody reads.
 
