@@ -1,5 +1,5 @@
-//! Low descriptor slots where a new child's stdin, stdout, stderr and `cgroup.procs` are
-//! staged, so that the child can leave corrald's descriptor table behind in O(1).
+//! A new child's stdin, stdout, stderr and `cgroup.procs`: staged in low descriptor slots
+//! so that the child can leave corrald's descriptor table behind in O(1), then installed.
 //!
 //! A child cloned without `CLONE_FILES` gets a copy of corrald's whole descriptor table,
 //! and closing it again before `exec` flushes every file: with 10,000 services (10,000
@@ -156,4 +156,46 @@ impl Drop for Staged {
             .unwrap_or_else(|e| e.into_inner())
             .push(self.group);
     }
+}
+
+/// The child's first step with staged slots: a descriptor table of its own with only
+/// what is below `limit`, made without touching the rest. Async-signal-safe.
+pub(crate) fn leave_table(limit: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            limit,
+            u32::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `stdio` onto fds 0, 1, 2. A source that is itself one of 0–2 is first moved above
+/// them, so that no `dup2` overwrites a source still to be used.
+pub(crate) fn install_stdio(stdio: &[RawFd; 3]) -> io::Result<()> {
+    let mut sources = [0 as RawFd; 3];
+    for (slot, &fd) in sources.iter_mut().zip(stdio) {
+        let mut raw = fd;
+        if raw < 3 {
+            // SAFETY: plain fcntl; the copy is close-on-exec and gone at exec.
+            raw = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
+            if raw < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        *slot = raw;
+    }
+    for (target, source) in sources.into_iter().enumerate() {
+        // SAFETY: plain dup2; the new fd 0–2 is not close-on-exec.
+        if unsafe { libc::dup2(source, target as RawFd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use super::limits::ChildLimits;
-use super::stdio_slots::Staged;
+use super::stdio_slots::{self, Staged};
 
 /// The child's stack. It only runs the steps below; glibc's posix_spawn uses 32 KiB plus
 /// the argument size, and a debug build needs more.
@@ -221,20 +221,8 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
         }
     };
     if let Some(limit) = args.unshare_below {
-        // First, before anything touches a descriptor: a table of our own with only what
-        // is below `limit` (see `stdio_slots`). Until then the table is corrald's.
-        // SAFETY: plain syscall.
-        if unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                limit,
-                u32::MAX,
-                libc::CLOSE_RANGE_UNSHARE,
-            )
-        } < 0
-        {
-            return Err((Step::Stdio, errno()));
-        }
+        // First, before anything touches a descriptor: until then the table is corrald's.
+        stdio_slots::leave_table(limit).map_err(fail(Step::Stdio))?;
     }
     reset_signal_handlers().map_err(fail(Step::Signals))?;
     if plan.new_process_group {
@@ -250,7 +238,7 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
     plan.limits
         .apply_before_user()
         .map_err(fail(Step::Limits))?;
-    install_stdio(&args.stdio).map_err(fail(Step::Stdio))?;
+    stdio_slots::install_stdio(&args.stdio).map_err(fail(Step::Stdio))?;
     // Nothing but 0, 1, 2 reaches the program: corrald's own descriptors are close-on-exec,
     // but one it inherited without that flag (or a library's) must not leak either.
     // SAFETY: plain syscall on this process's own fd table (no CLONE_FILES, or unshared).
@@ -304,30 +292,6 @@ fn reset_signal_handlers() -> io::Result<()> {
             if libc::sigaction(signal, &default, ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
-        }
-    }
-    Ok(())
-}
-
-/// `stdio` onto fds 0, 1, 2. A source that is itself one of 0–2 is first moved above
-/// them, so that no `dup2` overwrites a source still to be used.
-fn install_stdio(stdio: &[RawFd; 3]) -> io::Result<()> {
-    let mut sources = [0 as RawFd; 3];
-    for (slot, &fd) in sources.iter_mut().zip(stdio) {
-        let mut raw = fd;
-        if raw < 3 {
-            // SAFETY: plain fcntl; the copy is close-on-exec and gone at exec.
-            raw = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        *slot = raw;
-    }
-    for (target, source) in sources.into_iter().enumerate() {
-        // SAFETY: plain dup2; the new fd 0–2 is not close-on-exec.
-        if unsafe { libc::dup2(source, target as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
