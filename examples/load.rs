@@ -38,6 +38,14 @@
 //!   `PIDS` (what `pids` printed) is listed active with the same PID, and prints how long
 //!   after `T0_NS` that was (bounded).
 //! - `start-stop BUS SERVICE N`: N `Stop()`, `Start()` pairs on SERVICE, each call timed.
+//! - `scale-calls BUS CALLS`: at many services: `Get(ActiveState)` against corrald's own
+//!   `org.freedesktop.DBus.Peer.Ping` (the same two hops, no lookup), interleaved;
+//!   `ListServices` and `GetManagedObjects` (what a GNOME client does on connect), a few
+//!   samples each.
+//! - `storm BUS K`: SIGKILLs the main processes of the first K services listed at once,
+//!   and waits until all K run again under new PIDs; meanwhile another connection calls
+//!   `Get(ActiveState)` on other services in a loop. Prints the time until all were back
+//!   and that call's percentiles.
 //! - `trivial-server BUS N`: the floor for a call through the bus to another zbus peer:
 //!   owns `org.corral.Corral1` with N service objects whose `ActiveState` is a constant
 //!   and a `ListServices` that returns a prebuilt list; prints `ready`, serves until killed.
@@ -84,6 +92,8 @@ fn main() -> Result<()> {
             "pids" => Ok(json!(pids(&arg(1)).await?)),
             "recover-wait" => recover_wait(&arg(1), &arg(2), arg(3).parse()?).await,
             "start-stop" => start_stop(&arg(1), &arg(2), arg(3).parse()?).await,
+            "scale-calls" => scale_calls(&arg(1), arg(2).parse()?).await,
+            "storm" => storm(&arg(1), arg(2).parse()?).await,
             "trivial-server" => trivial_server(&arg(1), arg(2).parse()?).await,
             other => Err(format!("unknown subcommand {other}").into()),
         }
@@ -759,6 +769,151 @@ async fn trivial_server(address: &str, n: usize) -> Result<serde_json::Value> {
 
 /// One `org.freedesktop.DBus.GetId` call: answered by the bus itself, so it is the floor
 /// any call through the bus is compared with.
+/// `CALLS` Get(ActiveState) and Peer.Ping round trips to corrald, interleaved in blocks of
+/// 10; 5 ListServices and 5 GetManagedObjects.
+async fn scale_calls(address: &str, calls: usize) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let names: Vec<String> = manager
+        .list_services()
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let mut proxies = Vec::new();
+    // Spread over the whole list, so a lookup cost that grows with N would show.
+    for name in names.iter().step_by((names.len() / 64).max(1)) {
+        proxies.push(service(&connection, name).await?);
+    }
+    let ping = || {
+        connection.call_method(
+            Some("org.corral.Corral1"),
+            "/org/corral/Corral1",
+            Some("org.freedesktop.DBus.Peer"),
+            "Ping",
+            &(),
+        )
+    };
+    let (mut get, mut pings) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while get.len() < calls {
+        for _ in 0..10 {
+            let t = Instant::now();
+            ping().await?;
+            pings.push(ms(t.elapsed()) * 1e3);
+        }
+        for _ in 0..10 {
+            let proxy = &proxies[i % proxies.len()];
+            i += 1;
+            let t = Instant::now();
+            std::hint::black_box(proxy.active_state().await?);
+            get.push(ms(t.elapsed()) * 1e3);
+        }
+    }
+    let (mut listing, mut objects) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        std::hint::black_box(manager.list_services().await?);
+        listing.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let reply = connection
+            .call_method(
+                Some("org.corral.Corral1"),
+                "/org/corral/Corral1",
+                Some("org.freedesktop.DBus.ObjectManager"),
+                "GetManagedObjects",
+                &(),
+            )
+            .await?;
+        objects.push(ms(t.elapsed()));
+        std::hint::black_box(reply);
+    }
+    Ok(json!({
+        "services": names.len(),
+        "get_active_state_us": percentiles(get),
+        "ping_us": percentiles(pings),
+        "list_services_ms": percentiles(listing),
+        "get_managed_objects_ms": percentiles(objects),
+    }))
+}
+
+/// Kills the main processes of the first `k` services at once; see the module doc.
+async fn storm(address: &str, k: usize) -> Result<serde_json::Value> {
+    let connection = connect(address).await?;
+    let manager = manager(&connection).await?;
+    let list = manager.list_services().await?;
+    let victims: Vec<(String, u32)> = list
+        .iter()
+        .take(k)
+        .map(|s| (s.name.clone(), s.main_pid))
+        .collect();
+    let others: Vec<String> = list
+        .iter()
+        .skip(k)
+        .take(64)
+        .map(|s| s.name.clone())
+        .collect();
+    let caller = connect(address).await?;
+    let mut proxies = Vec::new();
+    for name in &others {
+        proxies.push(service(&caller, name).await?);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = std::hint::black_box(proxies[i % proxies.len()].active_state().await);
+                samples.push(ms(t.elapsed()) * 1e3);
+                i += 1;
+            }
+            samples
+        })
+    };
+    // Let the caller run before the storm, so its samples cover all of it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut changes = manager.receive_service_state_changed().await?;
+    let start = Instant::now();
+    for (_, pid) in &victims {
+        // SAFETY: kill with a PID and a signal number.
+        unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+    }
+    // Back = seen leaving `active` after the kill, then `active` again: counted from
+    // ServiceStateChanged, so the waiting adds no calls to corrald's load.
+    let mut down: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut back: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let wanted: std::collections::HashSet<&str> = victims.iter().map(|(n, _)| n.as_str()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let back_ms = loop {
+        if back.len() == victims.len() {
+            break Some(ms(start.elapsed()));
+        }
+        let Ok(Some(signal)) = tokio::time::timeout_at(deadline, changes.next()).await else {
+            break None;
+        };
+        let args = signal.args()?;
+        if !wanted.contains(args.name.as_str()) {
+            continue;
+        }
+        if args.active_state != "active" {
+            down.insert(args.name.to_string());
+        } else if down.contains(args.name.as_str()) {
+            back.insert(args.name.to_string());
+        }
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let samples = calls.await?;
+    Ok(json!({
+        "killed": victims.len(),
+        "back": back.len(),
+        "all_back_ms": back_ms,
+        "get_during_us": percentiles(samples),
+    }))
+}
+
 async fn bus_round_trip(connection: &zbus::Connection) -> zbus::Result<()> {
     connection
         .call_method(

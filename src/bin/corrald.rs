@@ -28,6 +28,8 @@ use corral::reexec::Handover;
 #[command(
     name = "corrald",
     version = corral::VERSION,
+    // A later option overrides an earlier one, as in most daemons' command lines.
+    args_override_self = true,
     override_usage = "corrald [OPTIONS]\n       corrald --check [--config PATH]"
 )]
 struct Args {
@@ -77,6 +79,10 @@ struct Args {
     /// host without a writable cgroup v2, and its cgroup limits are reported unenforced.
     #[arg(long)]
     no_cgroups: bool,
+    /// journald's stream socket, where services' output goes with --child-output journal
+    /// (and where "auto" looks for journald).
+    #[arg(long, value_name = "PATH", default_value = JOURNAL_STDOUT)]
+    journal_stdout: PathBuf,
     /// Check the configuration, print what would run, and exit.
     ///
     /// Exits 0 when the configuration is valid, else 2 after printing every error with
@@ -136,6 +142,14 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     logging::init(args.log_target, args.log_level.as_deref(), "corrald");
     raise_descriptor_limit();
+    // Before any other thread: slots that make a spawn cost O(1) in corrald's descriptors.
+    match corral::process::stdio_slots::reserve(8) {
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            "spawning without staged descriptors (close_range unsharing unavailable)"
+        ),
+        Err(err) => tracing::warn!("cannot reserve descriptor slots for spawning: {err}"),
+    }
     let bus = match (&args.bus_address, args.session) {
         (Some(address), _) => BusAddress::Address(address.clone()),
         (None, true) => BusAddress::Session,
@@ -147,8 +161,8 @@ fn main() -> ExitCode {
         runtime_dir: args.runtime_dir,
         state_dir: args.state_dir,
         output: match args.child_output {
-            ChildOutput::Auto => OutputMode::detect(),
-            ChildOutput::Journal => OutputMode::Journal(JOURNAL_STDOUT.into()),
+            ChildOutput::Auto => OutputMode::detect(&args.journal_stdout),
+            ChildOutput::Journal => OutputMode::Journal(args.journal_stdout),
             ChildOutput::Stderr => OutputMode::Stderr,
         },
         notifier: Notifier::from_env(),

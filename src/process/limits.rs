@@ -30,6 +30,36 @@ pub fn raise_nofile() -> io::Result<(Rlimit, Rlimit)> {
     Ok((before, Rlimit { soft: hard, hard }))
 }
 
+/// When `err` is "too many open files" (`EMFILE`: corrald's own `RLIMIT_NOFILE`;
+/// `ENFILE`: the system's `fs.file-max`), a message naming that limit, its value and the
+/// setting that raises it; `None` for any other error. A service that cannot start for
+/// this reason fails with this message, so its `LastError` says what to change.
+pub fn too_many_open_files(err: &io::Error) -> Option<String> {
+    match err.raw_os_error()? {
+        libc::EMFILE => {
+            let soft = getrlimit(Resource::RLIMIT_NOFILE)
+                .map(|(soft, _)| soft.to_string())
+                .unwrap_or_else(|_| "?".into());
+            Some(format!(
+                "too many open files: corrald's RLIMIT_NOFILE soft limit {soft} is reached; \
+                 raise LimitNOFILE= in corral.service (`systemctl edit corral`), or corrald's \
+                 hard limit where it runs outside systemd (each running service holds one to \
+                 three descriptors: README \"Descriptor limits\")"
+            ))
+        }
+        libc::ENFILE => {
+            let max = std::fs::read_to_string("/proc/sys/fs/file-max")
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_else(|_| "?".into());
+            Some(format!(
+                "too many open files in the system: the kernel's limit fs.file-max = {max} is \
+                 reached; raise it (`sysctl fs.file-max=…`) or stop something"
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// What a child sets between fork and exec, worked out in the parent beforehand (after the
 /// fork only async-signal-safe calls are allowed: no allocation, no file reading).
 #[derive(Debug, Default)]
@@ -137,6 +167,20 @@ fn nofile_within_kernel_max(wanted: Rlimit) -> Result<Rlimit, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_names_the_limit_and_how_to_raise_it() {
+        let emfile = too_many_open_files(&io::Error::from_raw_os_error(libc::EMFILE)).unwrap();
+        let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        assert!(
+            emfile.contains(&format!("RLIMIT_NOFILE soft limit {soft} is reached")),
+            "{emfile}"
+        );
+        assert!(emfile.contains("LimitNOFILE="), "{emfile}");
+        let enfile = too_many_open_files(&io::Error::from_raw_os_error(libc::ENFILE)).unwrap();
+        assert!(enfile.contains("fs.file-max = "), "{enfile}");
+        assert!(too_many_open_files(&io::Error::from_raw_os_error(libc::ENOENT)).is_none());
+    }
 
     #[test]
     fn children_get_1024_back_unless_the_service_says_otherwise() {

@@ -20,7 +20,9 @@ pub mod procfs;
 pub mod reaper;
 pub mod signal;
 pub mod spawn;
+pub mod stdio_slots;
 mod vfork;
+mod watchdog_pid;
 
 pub use child::Child;
 pub use output::OutputMode;

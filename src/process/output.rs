@@ -3,8 +3,11 @@
 //! With journald present we do what systemd does: open a stream to journald's
 //! `stdout` socket, write the stream header naming the service as `SYSLOG_IDENTIFIER`, and
 //! hand that socket to the child as its stdout and stderr. The child then writes straight to
-//! the journal, with no copy through corrald. Without journald, the output is piped back and
-//! each line is written to corrald's stderr prefixed by the service name.
+//! the journal, with no copy through corrald, and corrald keeps no descriptor for it.
+//! Without journald, the output is piped back and each line is written to corrald's stderr
+//! prefixed by the service name: stdout and stderr share one pipe, as they share the
+//! journal stream, so corrald holds one descriptor per running service for its output (and
+//! the lines of both streams keep the order they were written in).
 //!
 //! The pipes being copied are listed in a process-wide registry, so that a live re-exec of corrald can
 //! hand them to the corrald it becomes ([`forwarded`], [`resume`]): a service's output goes
@@ -35,10 +38,11 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
-    /// Journal when journald's socket exists, else stderr.
-    pub fn detect() -> OutputMode {
-        if Path::new(JOURNAL_STDOUT).exists() {
-            OutputMode::Journal(PathBuf::from(JOURNAL_STDOUT))
+    /// Journal when journald's stream socket (normally [`JOURNAL_STDOUT`]) exists, else
+    /// stderr.
+    pub fn detect(socket: &Path) -> OutputMode {
+        if socket.exists() {
+            OutputMode::Journal(socket.to_owned())
         } else {
             OutputMode::Stderr
         }
@@ -50,9 +54,9 @@ pub struct ChildOutput {
     /// The child's ends.
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
-    /// Our ends (stdout, stderr) when the output is piped back: [`forward`] them once the
-    /// child runs.
-    pub piped: Option<(OwnedFd, OwnedFd)>,
+    /// Our end of the pipe when the output is piped back: [`forward`] it once the child
+    /// runs.
+    pub piped: Option<OwnedFd>,
 }
 
 /// Prepares the output of a child of service `name`. A journal that cannot be reached falls
@@ -78,12 +82,11 @@ pub fn prepare(mode: &OutputMode, name: &str) -> io::Result<ChildOutput> {
             ),
         }
     }
-    let (out_read, out_write) = pipe2(OFlag::O_CLOEXEC)?;
-    let (err_read, err_write) = pipe2(OFlag::O_CLOEXEC)?;
+    let (read, write) = pipe2(OFlag::O_CLOEXEC)?;
     Ok(ChildOutput {
-        stdout: out_write,
-        stderr: err_write,
-        piped: Some((out_read, err_read)),
+        stderr: write.try_clone()?,
+        stdout: write,
+        piped: Some(read),
     })
 }
 
@@ -110,12 +113,10 @@ fn registry<T>(f: impl FnOnce(&mut HashMap<RawFd, String>) -> T) -> T {
         .get_or_insert_with(HashMap::new))
 }
 
-/// Copies a piped child's output to corrald's stderr, line by line, as `name[pid]: line`.
-/// Each stream gets its own task, which ends when the child closes its end.
-pub fn forward(name: &str, pid: u32, (stdout, stderr): (OwnedFd, OwnedFd)) {
-    for stream in [stdout, stderr] {
-        resume_owned(format!("{name}[{pid}]: "), stream);
-    }
+/// Copies a piped child's output to corrald's stderr, line by line, as `name[pid]: line`,
+/// in a task that ends when every process holding the pipe's other end has closed it.
+pub fn forward(name: &str, pid: u32, output: OwnedFd) {
+    resume_owned(format!("{name}[{pid}]: "), output);
 }
 
 /// The pipes being copied now (descriptor, line prefix), for a live re-exec to hand over.

@@ -11,6 +11,11 @@
 //! and ~0.9 ms for this path; a cold start of 1000 services took 2–2.7 times the floor
 //! with the fork, and stays at the floor with this path.
 //!
+//! With many services corrald holds many descriptors; the child then also shares corrald's
+//! descriptor table (`CLONE_FILES`) and leaves it in O(1) as its first step, keeping only
+//! its stdio staged in low slots (`super::stdio_slots`), instead of copying and closing
+//! the whole table.
+//!
 //! The child shares corrald's memory and runs on a stack of its own until it execs, while
 //! the cloning thread waits. So everything it needs is prepared before the clone, it calls
 //! only async-signal-safe functions, allocates nothing, and uses raw syscalls where glibc's
@@ -25,6 +30,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 use super::limits::ChildLimits;
+use super::stdio_slots::{self, Staged};
+use super::watchdog_pid;
 
 /// The child's stack. It only runs the steps below; glibc's posix_spawn uses 32 KiB plus
 /// the argument size, and a debug build needs more.
@@ -52,10 +59,6 @@ pub(crate) struct ExecPlan {
     /// service with a watchdog: only the child knows its PID before it execs.
     pub watchdog_pid: bool,
 }
-
-/// `WATCHDOG_PID=`, then room for the digits of any PID and the NUL.
-const WATCHDOG_PID: &[u8] = b"WATCHDOG_PID=";
-const PID_SLOT_LEN: usize = WATCHDOG_PID.len() + 11;
 
 /// The step of the child that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,11 @@ pub(crate) struct StartFailure {
 /// the arrays built for it, all alive until the clone returns.
 struct ChildArgs<'a> {
     plan: &'a ExecPlan,
+    /// The plan's stdio and `cgroup.procs`, or their copies in low slots.
+    stdio: [RawFd; 3],
+    cgroup_procs: Option<RawFd>,
+    /// With staged slots: the child shares corrald's table and keeps only what is below.
+    unshare_below: Option<RawFd>,
     path: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -112,13 +120,37 @@ struct ChildArgs<'a> {
 pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
     let argv = null_terminated(&plan.argv);
     let mut envp = null_terminated(&plan.envp);
-    let mut pid_slot = [0u8; PID_SLOT_LEN];
-    pid_slot[..WATCHDOG_PID.len()].copy_from_slice(WATCHDOG_PID);
+    let mut pid_slot = watchdog_pid::slot();
     if plan.watchdog_pid {
         envp.insert(envp.len() - 1, pid_slot.as_ptr().cast());
     }
+    let staged =
+        Staged::new(&plan.stdio, plan.cgroup_procs.as_ref()).map_err(|error| StartFailure {
+            step: Step::Stdio,
+            error,
+        })?;
+    let (stdio, cgroup_procs, unshare_below) = match &staged {
+        Some(staged) => (
+            staged.stdio(),
+            plan.cgroup_procs.as_ref().map(|_| staged.group[3]),
+            Some(staged.limit),
+        ),
+        None => (
+            [0, 1, 2].map(|i| plan.stdio[i].as_raw_fd()),
+            plan.cgroup_procs.as_ref().map(|fd| fd.as_raw_fd()),
+            None,
+        ),
+    };
+    let share_files = if staged.is_some() {
+        libc::CLONE_FILES
+    } else {
+        0
+    };
     let mut args = ChildArgs {
         plan,
+        stdio,
+        cgroup_procs,
+        unshare_below,
         path: plan.path.as_ptr(),
         argv: argv.as_ptr(),
         envp: envp.as_ptr(),
@@ -143,13 +175,15 @@ pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
         let pid = libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | share_files | libc::SIGCHLD,
             (&mut args as *mut ChildArgs).cast(),
             &mut pidfd as *mut RawFd,
         );
         drop(blocked);
         pid
     };
+    // The child has exec'd or exited: the slots go back to /dev/null and the free list.
+    drop(staged);
     if pid < 0 {
         return Err(StartFailure {
             step: Step::Exec,
@@ -201,24 +235,28 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
             Ok(())
         }
     };
+    if let Some(limit) = args.unshare_below {
+        // First, before anything touches a descriptor: until then the table is corrald's.
+        stdio_slots::leave_table(limit).map_err(fail(Step::Stdio))?;
+    }
     reset_signal_handlers().map_err(fail(Step::Signals))?;
     if plan.new_process_group {
         // SAFETY: plain syscall.
         check(Step::ProcessGroup, unsafe { libc::setpgid(0, 0) })?;
     }
-    if let Some(procs) = &plan.cgroup_procs {
+    if let Some(procs) = args.cgroup_procs {
         // "0" is the writing process itself.
         // SAFETY: writing one byte from a static buffer.
-        let written = unsafe { libc::write(procs.as_raw_fd(), c"0".as_ptr().cast(), 1) };
+        let written = unsafe { libc::write(procs, c"0".as_ptr().cast(), 1) };
         check(Step::Cgroup, written as libc::c_int)?;
     }
     plan.limits
         .apply_before_user()
         .map_err(fail(Step::Limits))?;
-    install_stdio(&plan.stdio).map_err(fail(Step::Stdio))?;
+    stdio_slots::install_stdio(&args.stdio).map_err(fail(Step::Stdio))?;
     // Nothing but 0, 1, 2 reaches the program: corrald's own descriptors are close-on-exec,
     // but one it inherited without that flag (or a library's) must not leak either.
-    // SAFETY: plain syscall on this process's own (unshared: no CLONE_FILES) fd table.
+    // SAFETY: plain syscall on this process's own fd table (no CLONE_FILES, or unshared).
     if unsafe { libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0) } < 0
         && errno() != libc::ENOSYS
     {
@@ -235,11 +273,8 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
         .apply_after_user()
         .map_err(fail(Step::NoNewPrivileges))?;
     if !args.pid_slot.is_null() {
-        // SAFETY: the slot is PID_SLOT_LEN bytes on `start`'s frame, which waits for us.
-        let slot = unsafe { std::slice::from_raw_parts_mut(args.pid_slot, PID_SLOT_LEN) };
-        // SAFETY: plain syscall (glibc's getpid is one too, but say so).
-        let pid = unsafe { libc::syscall(libc::SYS_getpid) } as u32;
-        write_decimal(&mut slot[WATCHDOG_PID.len()..], pid);
+        // SAFETY: the slot is `start`'s, on its frame, which waits for us.
+        unsafe { watchdog_pid::fill(args.pid_slot) };
     }
     // SAFETY: the mask is a local; the pointers are the NULL-terminated arrays of `start`.
     unsafe {
@@ -249,25 +284,6 @@ fn prepare_and_exec(args: &ChildArgs) -> Result<(), (Step, i32)> {
         libc::execve(args.path, args.argv, args.envp);
     }
     Err((Step::Exec, errno()))
-}
-
-/// Writes `n` in decimal, NUL-terminated, into `out` (11 bytes hold any `u32`); no
-/// allocation, for the child.
-pub(super) fn write_decimal(out: &mut [u8], mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, digit) in digits[..len].iter().rev().enumerate() {
-        out[i] = *digit;
-    }
-    out[len] = 0;
 }
 
 /// Every signal handler back to the default, SIGPIPE too (corrald ignores it; a service
@@ -295,30 +311,6 @@ fn reset_signal_handlers() -> io::Result<()> {
             if libc::sigaction(signal, &default, ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
-        }
-    }
-    Ok(())
-}
-
-/// `stdio` onto fds 0, 1, 2. A source that is itself one of 0–2 is first moved above
-/// them, so that no `dup2` overwrites a source still to be used.
-fn install_stdio(stdio: &[OwnedFd; 3]) -> io::Result<()> {
-    let mut sources = [0 as RawFd; 3];
-    for (slot, fd) in sources.iter_mut().zip(stdio) {
-        let mut raw = fd.as_raw_fd();
-        if raw < 3 {
-            // SAFETY: plain fcntl; the copy is close-on-exec and gone at exec.
-            raw = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 3) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        *slot = raw;
-    }
-    for (target, source) in sources.into_iter().enumerate() {
-        // SAFETY: plain dup2; the new fd 0–2 is not close-on-exec.
-        if unsafe { libc::dup2(source, target as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
         }
     }
     Ok(())

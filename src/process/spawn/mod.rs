@@ -66,11 +66,51 @@ pub enum SpawnError {
         what: String,
         source: io::Error,
     },
+    /// Out of descriptors: the message names the limit and how to raise it
+    /// ([`super::limits::too_many_open_files`]).
+    #[error("cannot start {program}: the new process could not {what}: {message}")]
+    TooManyOpenFiles {
+        program: String,
+        what: String,
+        message: String,
+    },
+}
+
+impl SpawnError {
+    /// The same error, as [`SpawnError::TooManyOpenFiles`] when that is what it is.
+    fn naming_the_limit(self, exec: &str) -> SpawnError {
+        let (program, what, source) = match &self {
+            SpawnError::Setup {
+                program,
+                what,
+                source,
+            } => (program.as_str(), what.clone(), source),
+            SpawnError::Cgroup { path, source } => {
+                (exec, format!("join its cgroup {path}"), source)
+            }
+            // `clone` itself: the pidfd it returns is corrald's descriptor.
+            SpawnError::Exec { program, source } => (program.as_str(), "be created".into(), source),
+            _ => return self,
+        };
+        match super::limits::too_many_open_files(source) {
+            Some(message) => SpawnError::TooManyOpenFiles {
+                program: program.to_owned(),
+                what,
+                message,
+            },
+            None => self,
+        }
+    }
 }
 
 /// Starts the process of `request.service` and returns the child; its owner must await it.
-/// Must be called inside the tokio runtime.
+/// Must be called inside the tokio runtime. Running out of descriptors fails with
+/// [`SpawnError::TooManyOpenFiles`], whatever step ran out.
 pub fn spawn(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
+    spawn_with_descriptors(request).map_err(|err| err.naming_the_limit(&request.service.exec[0]))
+}
+
+fn spawn_with_descriptors(request: &SpawnRequest<'_>) -> Result<Child, SpawnError> {
     let service = request.service;
     let program = resolve_program(&service.exec[0], service.path_env())?;
     let shown = program.display().to_string();

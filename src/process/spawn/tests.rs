@@ -441,7 +441,7 @@ fn pids_are_written_in_decimal_with_their_nul() {
         (u32::MAX, "4294967295"),
     ] {
         let mut out = [b'x'; 11];
-        super::super::vfork::write_decimal(&mut out, pid);
+        super::super::watchdog_pid::write_decimal(&mut out, pid);
         assert_eq!(&out[..text.len()], text.as_bytes());
         assert_eq!(out[text.len()], 0);
     }
