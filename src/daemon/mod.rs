@@ -33,7 +33,7 @@ use crate::names::BUS_NAME;
 use crate::process::OutputMode;
 use crate::process::cgroup::{self, Cgroups, Mode};
 use crate::reexec;
-use crate::store::{Store, StoreHealth};
+use crate::store::{Store, StoreHealth, StoreSettings};
 use crate::supervisor;
 use crate::transitions::Applier;
 use crate::transitions::listeners::{
@@ -109,7 +109,11 @@ pub async fn run(
 
     // Before the bus: a second corrald on the same state directory stops here, whatever
     // bus it was pointed at. Every other store problem only degrades it (see `store`).
-    let (store, loaded) = Store::open(&options.state_dir)
+    let settings = StoreSettings {
+        check_file: !reexecuted,
+        ..StoreSettings::default()
+    };
+    let (store, loaded) = Store::open_with(&options.state_dir, settings)
         .await
         .map_err(DaemonError::State)?;
 

@@ -54,6 +54,10 @@ pub struct StoreSettings {
     pub retry_initial: Duration,
     /// … and each following one twice as long after the previous, up to this.
     pub retry_max: Duration,
+    /// Check an existing file at start (`PRAGMA quick_check`, which reads every page).
+    /// After a live re-exec it is skipped: the same process wrote and flushed the file a
+    /// moment before.
+    pub check_file: bool,
 }
 
 impl Default for StoreSettings {
@@ -61,6 +65,7 @@ impl Default for StoreSettings {
         StoreSettings {
             retry_initial: Duration::from_millis(200),
             retry_max: Duration::from_secs(30),
+            check_file: true,
         }
     }
 }

@@ -37,7 +37,7 @@ impl Writer {
             lost: None,
             health,
             commits,
-            checked: false,
+            checked: !settings.check_file,
             backoff: Duration::ZERO,
             retry_at: None,
         };

@@ -20,6 +20,7 @@ pub fn settings() -> StoreSettings {
     StoreSettings {
         retry_initial: Duration::from_millis(50),
         retry_max: Duration::from_millis(500),
+        ..StoreSettings::default()
     }
 }
 
