@@ -301,3 +301,30 @@ exec = ["sh", "-c", "while :; do echo chatty-line; sleep 0.2; done"]
     assert_eq!(mute.active_state().await.unwrap(), "active");
     assert_eq!(pids_with_cmdline("sleep 47701").len(), 1);
 }
+
+/// Found here, not fixed: with the runtime directory removed underneath corrald (a
+/// careless `rm -rf /run/corral`, a tmpfiles clean-up), the shared notify socket's file is
+/// gone, so every `type = "notify"` service fails its next start ("exited with status 1
+/// before it was ready": it cannot reach NOTIFY_SOCKET), and nothing recreates it until
+/// corrald restarts. Other services restart normally.
+#[tokio::test]
+#[ignore = "known bug: the notify socket is not recreated when the runtime dir is removed"]
+async fn a_notify_service_restarts_after_the_runtime_directory_was_removed() {
+    let bus = TestBus::start();
+    let config = r#"
+[services.plain]
+exec = ["sleep", "47801"]
+[services.notified]
+type = "notify"
+exec = ["python3", "-c", "import os,socket,time; time.sleep(0.3); socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); time.sleep(1000)", "faults-notify"]
+"#;
+    let corrald = Corrald::start(&bus, config).await;
+    let conn = bus.connect().await;
+    std::fs::remove_dir_all(corrald.dir.path().join("run")).unwrap();
+    service(&conn, "plain").await.restart().await.unwrap();
+    service(&conn, "notified")
+        .await
+        .restart()
+        .await
+        .expect("a notify service restarts without the old runtime directory");
+}
