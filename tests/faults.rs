@@ -302,13 +302,11 @@ exec = ["sh", "-c", "while :; do echo chatty-line; sleep 0.2; done"]
     assert_eq!(pids_with_cmdline("sleep 47701").len(), 1);
 }
 
-/// Found here, not fixed: with the runtime directory removed underneath corrald (a
-/// careless `rm -rf /run/corral`, a tmpfiles clean-up), the shared notify socket's file is
-/// gone, so every `type = "notify"` service fails its next start ("exited with status 1
-/// before it was ready": it cannot reach NOTIFY_SOCKET), and nothing recreates it until
-/// corrald restarts. Other services restart normally.
+/// With the runtime directory removed underneath corrald (a careless `rm -rf /run/corral`,
+/// a tmpfiles clean-up), the shared notify socket's file was gone, so every `type =
+/// "notify"` service failed its next start until corrald restarted. The next start now
+/// makes the socket again.
 #[tokio::test]
-#[ignore = "known bug: the notify socket is not recreated when the runtime dir is removed"]
 async fn a_notify_service_restarts_after_the_runtime_directory_was_removed() {
     let bus = TestBus::start();
     let config = r#"

@@ -61,6 +61,37 @@ pub(super) fn listen(
 }
 
 impl Supervisor {
+    /// The notify socket's path for a start. When its file is gone — the runtime directory
+    /// removed underneath (by hand, or a clean-up of `/run`) — the directory and the socket
+    /// are made again first, so services that connect to it still can. (The old socket,
+    /// no longer reachable, stays with its reader task.)
+    pub(super) fn notify_path(&mut self) -> Result<PathBuf, String> {
+        if let Ok(path) = &self.notify_socket
+            && !path.exists()
+        {
+            tracing::warn!(
+                "the notify socket {} was removed underneath corrald; making it again",
+                path.display()
+            );
+            let dir = &self.settings.runtime_dir;
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o755,
+            )
+            .create(dir)
+            .map_err(|err| {
+                format!(
+                    "cannot make the runtime directory {} again: {err}",
+                    dir.display()
+                )
+            })?;
+            let (path, fd) = listen(dir, None, &self.internal_tx)?;
+            self.notify_fd = Some(fd);
+            self.notify_socket = Ok(path);
+        }
+        self.notify_socket.clone()
+    }
+
     /// Acts on a datagram from the notify socket, for the service its sender belongs to.
     pub(super) fn on_notify(&mut self, datagram: Datagram) {
         let Datagram { pid, uid, messages } = datagram;

@@ -118,8 +118,8 @@ impl Supervisor {
         // A watchdog needs the notify socket to be fed, whatever the type (as systemd's
         // `WatchdogSec=` implies `NOTIFY_SOCKET` for every `Type=`).
         let notify = if spec.service_type == ServiceType::Notify || spec.watchdog.is_some() {
-            match &self.notify_socket {
-                Ok(path) => Some(path.clone()),
+            match self.notify_path() {
+                Ok(path) => Some(path),
                 Err(why) => {
                     self.start_failed(name, format!("{name}: {why}"), Duration::ZERO);
                     return None;
