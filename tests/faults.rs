@@ -147,11 +147,10 @@ async fn kill_9_of_corrald_in_the_middle_of_a_reload_leaves_one_copy_of_each_ser
     kill_9_mid_reload(47300).await;
 }
 
-/// Found by the test above: a service the interrupted reload had not restarted yet is
-/// re-adopted by the next corrald as it runs, with its old definition, and nothing
-/// restarts it (the run record does not say which definition the process runs).
+/// Found by the test above: a service the interrupted reload had not restarted yet was
+/// re-adopted by the next corrald as it ran, with its old definition, and nothing
+/// restarted it. The run record now keeps the definition's fingerprint.
 #[tokio::test]
-#[ignore = "known bug: re-adoption keeps a process of an outdated definition"]
 async fn a_service_readopted_after_a_crash_mid_reload_runs_its_new_definition() {
     assert!(
         kill_9_mid_reload(47350).await,

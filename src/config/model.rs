@@ -262,6 +262,27 @@ impl Service {
             || self.watchdog != other.watchdog
     }
 
+    /// A fingerprint of what [`Service::process_differs`] compares, stable across corrald
+    /// builds of one version: a run record keeps it, so that a process re-adopted after a
+    /// crash is known to run an older definition (FNV-1a over the fields' debug text).
+    pub fn process_fingerprint(&self) -> u64 {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.exec,
+            self.service_type,
+            self.pidfile,
+            self.environment,
+            self.user,
+            self.working_directory,
+            self.control_socket,
+            self.process_limits,
+            self.watchdog
+        );
+        text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    }
+
     /// The `PATH` the child gets: its `environment`'s, else [`DEFAULT_PATH`].
     pub fn path_env(&self) -> &str {
         self.environment

@@ -101,6 +101,8 @@ impl Supervisor {
             run_id: run.id,
             n_restarts: unit.n_restarts,
             extra: serde_json::json!({
+                // As a string: JSON numbers lose the high bits of a u64 in some readers.
+                "definition": unit.spec.process_fingerprint().to_string(),
                 "main_group": run.main_group,
                 "group_start": procfs::start_ticks(run.own_group.or(run.main_group).unwrap_or(0)),
             }),
@@ -116,7 +118,16 @@ impl Supervisor {
     /// Before starting `name` afresh: adopts the run that survived the last corrald, if it
     /// still runs (`true`: started), else kills what is left of it so no second copy
     /// runs beside an orphan.
-    pub(super) fn recover(&mut self, name: &str, run_id: u64, now: Instant) -> bool {
+    /// With `restart_outdated`, a process that runs an older definition (the last corrald
+    /// died in the middle of a reload that changed it) is adopted and then restarted on
+    /// the current one.
+    pub(super) fn recover(
+        &mut self,
+        name: &str,
+        run_id: u64,
+        now: Instant,
+        restart_outdated: bool,
+    ) -> bool {
         let Some(record) = self.recovered.remove(name) else {
             return false;
         };
@@ -145,9 +156,20 @@ impl Supervisor {
         let unit = self.units.get_mut(name).expect("unit exists");
         unit.n_restarts = unit.n_restarts.max(record.n_restarts);
         unit.phase = Phase::Running { run, paused: false };
+        let recorded = record.extra["definition"].as_str().map(str::to_owned);
+        let current = unit.spec.process_fingerprint().to_string();
         self.save_run(name);
         self.now_running(name);
         self.settle_start(name, Ok(()));
+        if restart_outdated && recorded.is_some_and(|recorded| recorded != current) {
+            tracing::info!(
+                service = name,
+                "the adopted process runs an older definition; restarting it on the current one"
+            );
+            let unit = self.units.get_mut(name).expect("unit exists");
+            unit.start_pending = true;
+            self.begin_stop(name, StopReason::Requested);
+        }
         self.publish(name);
         true
     }
@@ -174,7 +196,7 @@ impl Supervisor {
             if known && record.is_running() {
                 let run_id = self.new_run_id();
                 self.recovered.insert(name.clone(), record);
-                if self.recover(&name, run_id, now) {
+                if self.recover(&name, run_id, now, false) {
                     tracing::info!(service = name, "stopping it: it is not to run here now");
                     self.begin_stop(&name, StopReason::Requested);
                 }

@@ -107,7 +107,7 @@ impl Supervisor {
             .pidfile
             .as_deref()
             .and_then(|p| pidfile::adoptable(p, &spec));
-        if self.recover(name, run_id, now) {
+        if self.recover(name, run_id, now, true) {
             return None;
         }
         if let Some(pid) = running
