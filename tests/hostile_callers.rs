@@ -220,8 +220,11 @@ async fn every_method_with_hostile_arguments_is_refused_with_a_message_and_chang
             "{name} seen: {first}"
         );
     }
+    // A round sends dozens of 30 MiB arguments: were any kept, three rounds would add
+    // hundreds of MiB. What may still move is how many of them the allocator's two arenas
+    // happen to hold at once on a busy machine (one or two 30 MiB buffers each).
     assert!(
-        after < warm + 32 * 1024,
+        after < warm + 96 * 1024,
         "corrald's peak grew from {warm} KiB to {after} KiB over three more rounds"
     );
     assert_eq!(snapshot(&conn).await, before, "nothing changed");
