@@ -8,6 +8,8 @@
 pub mod cgroup;
 pub mod check;
 pub mod child;
+mod child_stack;
+mod clone3;
 pub mod command;
 pub mod fds;
 pub mod group;

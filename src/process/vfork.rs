@@ -11,6 +11,10 @@
 //! and ~0.9 ms for this path; a cold start of 1000 services took 2–2.7 times the floor
 //! with the fork, and stays at the floor with this path.
 //!
+//! A fresh service cgroup is not joined from the child but given at the clone: `clone3`
+//! with `CLONE_INTO_CGROUP` ([`super::clone3`]) where the kernel can, since a write to
+//! `cgroup.procs` waits for an RCU grace period; otherwise the child writes it.
+//!
 //! With many services corrald holds many descriptors; the child then also shares corrald's
 //! descriptor table (`CLONE_FILES`) and leaves it in O(1) as its first step, keeping only
 //! its stdio staged in low slots (`super::stdio_slots`), instead of copying and closing
@@ -29,13 +33,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
+use super::child_stack::{BlockedSignals, STACK_SIZE, Stack};
+use super::clone3::{self, Clone3Error};
 use super::limits::ChildLimits;
 use super::stdio_slots::{self, Staged};
 use super::watchdog_pid;
-
-/// The child's stack. It only runs the steps below; glibc's posix_spawn uses 32 KiB plus
-/// the argument size, and a debug build needs more.
-const STACK_SIZE: usize = 256 << 10;
 
 /// Everything the child needs, prepared before the clone.
 pub(crate) struct ExecPlan {
@@ -52,6 +54,10 @@ pub(crate) struct ExecPlan {
     pub new_process_group: bool,
     /// `cgroup.procs` of the cgroup to join, opened for writing.
     pub cgroup_procs: Option<OwnedFd>,
+    /// The same cgroup's directory: the child is started in it (`clone3` with
+    /// `CLONE_INTO_CGROUP`, see [`super::clone3`]) where the kernel can; else it joins
+    /// through `cgroup_procs`.
+    pub cgroup_dir: Option<OwnedFd>,
     pub limits: ChildLimits,
     /// (supplementary groups, gid, uid) to become.
     pub user: Option<(Vec<libc::gid_t>, libc::gid_t, libc::uid_t)>,
@@ -170,26 +176,57 @@ pub(crate) fn start(plan: &ExecPlan) -> Result<(u32, OwnedFd), StartFailure> {
     // `child_main` only reads `args` (alive on this frame, which is suspended until the
     // child execs or exits: CLONE_VFORK) and writes `args.failed`. With CLONE_PIDFD the
     // kernel stores the pidfd through the parent_tid argument.
-    let pid = unsafe {
+    let started: io::Result<i32> = unsafe {
         let blocked = BlockedSignals::all();
-        let pid = libc::clone(
-            child_main,
-            stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | share_files | libc::SIGCHLD,
-            (&mut args as *mut ChildArgs).cast(),
-            &mut pidfd as *mut RawFd,
-        );
+        let mut started = None;
+        if let Some(dir) = &plan.cgroup_dir {
+            // Started in its cgroup: nothing for the child to join.
+            let join = args.cgroup_procs.take();
+            let flags = (libc::CLONE_VM | libc::CLONE_VFORK | share_files) as u64;
+            let arg: *mut libc::c_void = (&mut args as *mut ChildArgs).cast();
+            match clone3::start(
+                flags,
+                dir.as_raw_fd(),
+                stack.top(),
+                STACK_SIZE,
+                child_main,
+                arg,
+                &mut pidfd,
+            ) {
+                Ok(pid) => started = Some(Ok(pid as i32)),
+                Err(Clone3Error::Failed(errno)) => {
+                    started = Some(Err(io::Error::from_raw_os_error(errno)))
+                }
+                Err(Clone3Error::Unsupported) => args.cgroup_procs = join,
+            }
+        }
+        let started = started.unwrap_or_else(|| {
+            let pid = libc::clone(
+                child_main,
+                stack.top(),
+                libc::CLONE_VM
+                    | libc::CLONE_VFORK
+                    | libc::CLONE_PIDFD
+                    | share_files
+                    | libc::SIGCHLD,
+                (&mut args as *mut ChildArgs).cast(),
+                &mut pidfd as *mut RawFd,
+            );
+            if pid < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(pid)
+            }
+        });
         drop(blocked);
-        pid
+        started
     };
     // The child has exec'd or exited: the slots go back to /dev/null and the free list.
     drop(staged);
-    if pid < 0 {
-        return Err(StartFailure {
-            step: Step::Exec,
-            error: io::Error::last_os_error(),
-        });
-    }
+    let pid = started.map_err(|error| StartFailure {
+        step: Step::Exec,
+        error,
+    })?;
     // SAFETY: the kernel gave us this pidfd (CLONE_PIDFD), close-on-exec; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     if let Some((step, errno)) = args.failed {
@@ -340,84 +377,6 @@ pub(crate) fn become_user(
 
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-/// The child's stack: a mapping with a guard page below it, unmapped when dropped (after
-/// the clone returned, when the child no longer runs on it).
-struct Stack {
-    base: *mut libc::c_void,
-    len: usize,
-}
-
-impl Stack {
-    fn new() -> io::Result<Stack> {
-        let guard = page_size();
-        let len = STACK_SIZE + guard;
-        // SAFETY: a fresh anonymous mapping; the lowest page is made inaccessible so that
-        // an overflow faults instead of writing into other memory.
-        unsafe {
-            let base = libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if base == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            let stack = Stack { base, len };
-            if libc::mprotect(base, guard, libc::PROT_NONE) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(stack)
-        }
-    }
-
-    /// The top of the stack (it grows down), as `clone` takes it.
-    fn top(&self) -> *mut libc::c_void {
-        // SAFETY: one past the end of our own mapping.
-        unsafe { self.base.cast::<u8>().add(self.len).cast() }
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        // SAFETY: our own mapping, no longer used.
-        unsafe { libc::munmap(self.base, self.len) };
-    }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 { size as usize } else { 4096 }
-}
-
-/// All signals blocked in the calling thread until dropped.
-struct BlockedSignals {
-    previous: libc::sigset_t,
-}
-
-impl BlockedSignals {
-    fn all() -> BlockedSignals {
-        // SAFETY: sigset_t is plain data; pthread_sigmask only touches this thread's mask.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            let mut previous: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-            BlockedSignals { previous }
-        }
-    }
-}
-
-impl Drop for BlockedSignals {
-    fn drop(&mut self) {
-        // SAFETY: restoring this thread's own mask.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, ptr::null_mut()) };
-    }
 }
 
 /// `/dev/null` for reading: a service's stdin.

@@ -233,7 +233,7 @@ impl Cgroups {
         })?;
         let unapplied = self.write_limits(&cgroup, limits, !fresh);
         Ok(Prepared {
-            cgroup: Some(cgroup),
+            cgroup: Some(cgroup.made(fresh)),
             unapplied,
         })
     }

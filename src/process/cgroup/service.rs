@@ -17,11 +17,30 @@ use super::events;
 pub struct ServiceCgroup {
     dir: PathBuf,
     path: String,
+    /// Made for this run by [`super::Cgroups::prepare`] (not one left from before).
+    fresh: bool,
 }
 
 impl ServiceCgroup {
     pub(crate) fn new(dir: PathBuf, path: String) -> ServiceCgroup {
-        ServiceCgroup { dir, path }
+        ServiceCgroup {
+            dir,
+            path,
+            fresh: false,
+        }
+    }
+
+    pub(super) fn made(self, fresh: bool) -> ServiceCgroup {
+        ServiceCgroup { fresh, ..self }
+    }
+
+    /// Whether the cgroup was made for this run. Only into such a cgroup is a child started
+    /// with `CLONE_INTO_CGROUP`: on this kernel (6.18) a child started that way in a cgroup
+    /// whose leftovers had just been killed with `cgroup.kill` was itself killed at once
+    /// (`tests/cgroups.rs`, `after_kill_9_…`). A run that reuses a cgroup joins it through
+    /// `cgroup.procs`, as before.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// The cgroup path as `/proc/PID/cgroup` shows it: the `ControlGroup` property.
@@ -51,6 +70,16 @@ impl ServiceCgroup {
             .write(true)
             .open(self.dir.join("cgroup.procs"))?;
         Ok(file.into())
+    }
+
+    /// Its directory, for `clone3`'s `CLONE_INTO_CGROUP`.
+    pub fn open_dir(&self) -> io::Result<OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&self.dir)?;
+        Ok(dir.into())
     }
 
     /// Whether any process is in it (false when it does not exist).

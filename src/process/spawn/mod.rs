@@ -173,6 +173,16 @@ fn spawn_with_descriptors(request: &SpawnRequest<'_>) -> Result<Child, SpawnErro
             })
         })
         .transpose()?;
+    let cgroup_dir = request
+        .cgroup
+        .filter(|cgroup| cgroup.is_fresh())
+        .map(|cgroup| {
+            cgroup.open_dir().map_err(|source| SpawnError::Cgroup {
+                path: cgroup.dir().display().to_string(),
+                source,
+            })
+        })
+        .transpose()?;
     let out = output::prepare(request.output, request.name).map_err(setup("get its output"))?;
     let stdin = vfork::dev_null().map_err(setup("open /dev/null as its stdin"))?;
     let plan = ExecPlan {
@@ -188,6 +198,7 @@ fn spawn_with_descriptors(request: &SpawnRequest<'_>) -> Result<Child, SpawnErro
         stdio: [stdin, out.stdout, out.stderr],
         new_process_group: true,
         cgroup_procs,
+        cgroup_dir,
         limits,
         user: user.map(|u| (u.groups, u.gid, u.uid)),
         // The spawned process is the main one except for `forking`, whose daemon does not
