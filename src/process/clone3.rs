@@ -99,7 +99,13 @@ pub(super) unsafe fn start(
         }
         match ret {
             pid if pid > 0 => Ok(pid as u32),
-            err if -err == i64::from(libc::ENOSYS) || -err == i64::from(libc::E2BIG) => {
+            // No clone3 (before 5.3), a `clone_args` without `cgroup` (before 5.7: E2BIG),
+            // or a flag this kernel does not know (EINVAL): the caller's fallback works
+            // wherever this does not.
+            err if [libc::ENOSYS, libc::E2BIG, libc::EINVAL, libc::EOPNOTSUPP]
+                .iter()
+                .any(|&code| -err == i64::from(code)) =>
+            {
                 Err(Clone3Error::Unsupported)
             }
             err => Err(Clone3Error::Failed(-err as i32)),
