@@ -325,3 +325,68 @@ exec = ["python3", "-c", "import os,socket,time; time.sleep(0.3); socket.socket(
         .await
         .expect("a notify service restarts without the old runtime directory");
 }
+
+/// corrald killed with SIGKILL while a start waits for `READY=1`, and while a stop waits
+/// for a service that takes its time to exit: the next corrald finds each in the state
+/// its client asked for, with exactly one process or none.
+#[tokio::test]
+async fn kill_9_of_corrald_mid_start_and_mid_stop_ends_in_the_asked_state() {
+    let bus = TestBus::start();
+    let config = r#"
+[services.slowstart]
+type = "notify"
+autostart = false
+exec = ["python3", "-c", "import os,socket,time; time.sleep(1.5); socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); time.sleep(1000)", "faults-midstart"]
+[services.slowstop]
+type = "notify"
+stop_timeout = "20s"
+exec = ["python3", "-c", "import os,signal,socket,sys,time; signal.signal(signal.SIGTERM, lambda *a: (time.sleep(1.5), sys.exit(0))); socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); time.sleep(1000)", "faults-midstop"]
+"#;
+    let mut corrald = Corrald::start(&bus, config).await;
+    let conn = bus.connect().await;
+    let slowstop = service(&conn, "slowstop").await;
+    let stopping_pid = slowstop.main_pid().await.unwrap();
+
+    // A start in flight (the service has not sent READY=1 yet) and a stop in flight (the
+    // service, ready once its SIGTERM handler is in place, still cleaning up) when
+    // corrald dies.
+    let slowstart = service(&conn, "slowstart").await;
+    let starting = tokio::spawn(async move { slowstart.start().await });
+    let stopping = tokio::spawn({
+        let slowstop = slowstop.clone();
+        async move { slowstop.stop().await }
+    });
+    eventually("the start is under way", || {
+        pids_with_cmdline_containing("faults-midstart").len() == 1
+    })
+    .await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        slowstop.sub_state().await.unwrap() == "stop-sigterm"
+    })
+    .await;
+    drop(recorder);
+    corrald.kill9().await;
+    let _ = (starting.await, stopping.await);
+    corrald.start_again().await;
+
+    // The start: one process, the same one, active once its READY=1 arrives.
+    let starter = pids_with_cmdline_containing("faults-midstart");
+    assert_eq!(starter.len(), 1, "no second copy: {starter:?}");
+    let slowstart = service(&conn, "slowstart").await;
+    let mut recorder = SignalRecorder::new(&conn).await;
+    wait_until(&mut recorder, || async {
+        slowstart.active_state().await.unwrap() == "active"
+    })
+    .await;
+    assert_eq!(slowstart.main_pid().await.unwrap(), starter[0]);
+    // The stop: the service was asked to stop, so it is not started again, and the process
+    // that survived corrald is gone.
+    let slowstop = service(&conn, "slowstop").await;
+    wait_until(&mut recorder, || async {
+        slowstop.active_state().await.unwrap() == "inactive"
+    })
+    .await;
+    eventually("the stopping survivor is gone", || !alive(stopping_pid)).await;
+    assert!(pids_with_cmdline_containing("faults-midstop").is_empty());
+}
