@@ -73,13 +73,26 @@ fn send_datagram(path: &std::path::Path, message: &[u8]) -> std::io::Result<usiz
     // Bounded, not non-blocking: a busy systemd must still get READY=1 (its queue holds
     // only `net.unix.max_dgram_qlen` datagrams, 10 by default), but a receiver that stops
     // reading must not stall corrald — it once kept `Reload()` from ever returning.
-    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+    // A send that blocks with a timeout is never restarted after a signal handler ran
+    // (signal(7)), and corrald, a subreaper, takes a SIGCHLD for every exit: an
+    // interrupted send is tried again for what is left of the timeout.
+    let deadline = std::time::Instant::now() + SEND_TIMEOUT;
     let bytes = path.as_os_str().as_bytes();
-    if let Some(name) = bytes.strip_prefix(b"@") {
-        let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        socket.send_to_addr(message, &address)
-    } else {
-        socket.send_to(message, path)
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        socket.set_write_timeout(Some(left.max(Duration::from_millis(1))))?;
+        let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(message, &address)
+        } else {
+            socket.send_to(message, path)
+        };
+        match sent {
+            Err(err)
+                if err.kind() == std::io::ErrorKind::Interrupted
+                    && std::time::Instant::now() < deadline => {}
+            other => return other,
+        }
     }
 }
 
@@ -159,5 +172,46 @@ mod tests {
     fn without_a_socket_nothing_happens() {
         Notifier::new(None).ready();
         assert!(!Notifier::new(None).is_enabled());
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    #[test]
+    fn a_send_interrupted_by_a_signal_is_tried_again() {
+        // A handler that interrupts (as tokio's SIGCHLD handler does), and a receiver
+        // whose queue is full, so the send blocks until a datagram is read.
+        // SAFETY: installing a handler that does nothing, for SIGUSR2 only.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as usize;
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send_to(b"x", &path).is_ok() {}
+        // SAFETY: pthread_self has no preconditions.
+        let sender = unsafe { libc::pthread_self() };
+        let helper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            // SAFETY: the test thread is alive: it waits for this thread below.
+            unsafe { libc::pthread_kill(sender, libc::SIGUSR2) };
+            std::thread::sleep(Duration::from_millis(20));
+            let mut buf = [0u8; 16];
+            listener.recv(&mut buf).unwrap();
+            listener
+        });
+        let sent = send_datagram(&path, b"READY=1");
+        let listener = helper.join().unwrap();
+        assert_eq!(sent.unwrap(), 7, "sent after the interruption");
+        let mut buf = [0u8; 16];
+        listener.set_nonblocking(true).unwrap();
+        let mut last = Vec::new();
+        while let Ok(n) = listener.recv(&mut buf) {
+            last = buf[..n].to_vec();
+        }
+        assert_eq!(last, b"READY=1");
     }
 }
