@@ -183,7 +183,7 @@ mod tests {
         // SAFETY: installing a handler that does nothing, for SIGUSR2 only.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = ignore as usize;
+            action.sa_sigaction = ignore as *const () as usize;
             libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
         }
         let dir = tempfile::tempdir().unwrap();
