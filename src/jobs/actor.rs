@@ -73,7 +73,16 @@ impl Jobs {
                         tracing::warn!(service, "scheduled recipe {recipe:?} not queued: {err}");
                     }
                     if let Some(reply) = reply {
-                        let _ = reply.send(result);
+                        // The caller holds the job's id only once the job is on disk: a
+                        // corrald killed right after cannot lose it from the history. (A
+                        // store that cannot write answers at once; the job still runs.)
+                        let store = self.store.clone();
+                        tokio::spawn(async move {
+                            if result.is_ok() {
+                                let _ = store.flush().await;
+                            }
+                            let _ = reply.send(result);
+                        });
                     }
                     self.start_ready(&service, None).await;
                 }
