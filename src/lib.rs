@@ -75,6 +75,7 @@ pub mod store;
 pub mod supervisor;
 pub mod transitions;
 pub mod upcall;
+pub mod utc;
 
 /// corral's version as the binaries report it (Manager `Version`, `--version`, man pages):
 /// Cargo.toml's, unless the build sets `CORRAL_VERSION` — as a distribution's snapshot
