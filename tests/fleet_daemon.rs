@@ -16,7 +16,7 @@ use support::etcd::Etcd;
 use support::hosts::{Host, PREFIX, TTL, lives, never_served_twice, now_nanos, stubborn, worker};
 use support::{
     Corrald, PATIENCE, Recorded, SignalRecorder, TestBus, alive, error_name, eventually, manager,
-    wait_until,
+    reexecute,
 };
 
 fn corralctl(bus: &TestBus, args: &[&str]) -> Output {
@@ -227,7 +227,7 @@ async fn kill_9_of_the_owner_takes_its_group_down_with_it_then_the_next_peer_tak
     // its owner key and its fence, and the group keeps running — nobody fails it over.
     let owner_key = format!("{PREFIX}/groups/g/owner");
     let owners_before = etcd.history(&owner_key).await.len();
-    reexecute(&a).await;
+    reexecute(&a.conn, a.corrald.as_ref().unwrap()).await;
     assert_eq!(a.corrald.as_ref().unwrap().pid(), corrald_pid);
     assert_eq!(a.main_pid("worker-g").await, worker_pid, "not restarted");
     assert_eq!(a.main_pid("local").await, local_pid);
@@ -577,27 +577,6 @@ async fn without_a_fleet_table_it_is_one_host_and_groups_move_by_their_peer_key(
 }
 
 /// The fences `corrald` started: its children running `corrald --fence`.
-/// Re-executes `host`'s corrald and waits until the new image serves and runs.
-async fn reexecute(host: &Host) {
-    let corrald = host.corrald.as_ref().unwrap();
-    let before = corrald.log().matches("re-executed: every service").count();
-    host.manager()
-        .await
-        .reexecute()
-        .await
-        .expect("Reexecute replies before it execs");
-    eventually("the new corrald is up", || {
-        corrald.log().matches("re-executed: every service").count() > before
-    })
-    .await;
-    let m = host.manager().await;
-    let mut recorder = SignalRecorder::new(&host.conn).await;
-    wait_until(&mut recorder, || async {
-        m.state().await.is_ok_and(|s| s == "running")
-    })
-    .await;
-}
-
 fn fences_of(corrald: u32) -> Vec<u32> {
     support::pids_with_cmdline("corrald --fence")
         .into_iter()

@@ -24,25 +24,6 @@ fn replace_binary(exe: &Path, contents: &[u8]) {
     std::fs::rename(&new, exe).unwrap();
 }
 
-/// Asks for a re-exec and waits until the new corrald serves the bus and runs.
-async fn reexecute(conn: &zbus::Connection, corrald: &Corrald) {
-    let before = corrald.log().matches("re-executed: every service").count();
-    let m = manager(conn).await;
-    m.reexecute()
-        .await
-        .expect("Reexecute replies before it execs");
-    eventually("the new corrald is up", || {
-        corrald.log().matches("re-executed: every service").count() > before
-    })
-    .await;
-    let m = manager(conn).await;
-    let mut recorder = SignalRecorder::new(conn).await;
-    wait_until(&mut recorder, || async {
-        m.state().await.is_ok_and(|s| s == "running")
-    })
-    .await;
-}
-
 fn notify_after(delay: &str, marker: &str) -> String {
     format!(
         r#"["python3", "-c", "import os,socket,time; time.sleep({delay}); socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(b'READY=1', os.environ['NOTIFY_SOCKET']); time.sleep(1000)", "{marker}"]"#

@@ -579,3 +579,22 @@ pub fn pids_running(exec: &[&str]) -> Vec<u32> {
     }
     pids
 }
+
+/// Asks for a re-exec and waits until the new corrald serves the bus and runs.
+pub async fn reexecute(conn: &zbus::Connection, corrald: &Corrald) {
+    let before = corrald.log().matches("re-executed: every service").count();
+    let m = manager(conn).await;
+    m.reexecute()
+        .await
+        .expect("Reexecute replies before it execs");
+    eventually("the new corrald is up", || {
+        corrald.log().matches("re-executed: every service").count() > before
+    })
+    .await;
+    let m = manager(conn).await;
+    let mut recorder = SignalRecorder::new(conn).await;
+    wait_until(&mut recorder, || async {
+        m.state().await.is_ok_and(|s| s == "running")
+    })
+    .await;
+}
