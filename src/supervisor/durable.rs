@@ -217,10 +217,16 @@ impl Supervisor {
 
     /// The cgroup a run record names, if it is the service's cgroup in this mode.
     fn recorded_cgroup(&self, name: &str, record: &RunRecord) -> Option<ServiceCgroup> {
+        self.cgroup_at(name, &record.cgroup)
+    }
+
+    /// `name`'s cgroup if a run recorded (or handed over) as being in `path` is in it: the
+    /// service's cgroup in this mode, at that path (`""`: no cgroup).
+    pub(super) fn cgroup_at(&self, name: &str, path: &str) -> Option<ServiceCgroup> {
         self.settings
             .cgroups
             .service(name)
-            .filter(|cgroup| !record.cgroup.is_empty() && cgroup.path() == record.cgroup)
+            .filter(|cgroup| !path.is_empty() && cgroup.path() == path)
     }
 
     /// With cgroups, processes left by the last corrald are found even without a run

@@ -257,10 +257,10 @@ impl Supervisor {
         }
         run.exit_watched = state.exit_watched;
         run.child = state.child;
-        run.cgroup = state.cgroup.as_deref().and_then(|path| {
-            let cgroup = self.settings.cgroups.service(name)?;
-            (cgroup.path() == path).then_some(cgroup)
-        });
+        run.cgroup = state
+            .cgroup
+            .as_deref()
+            .and_then(|path| self.cgroup_at(name, path));
         self.track(name, [Some(run.main_pid), run.own_group, run.main_group]);
         match state.child {
             // Still our child: await it and collect its exit status.
