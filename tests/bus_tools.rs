@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 
 use support::*;
-use zbus::fdo::ObjectManagerProxy;
+use zbus::fdo::{ObjectManagerProxy, PropertiesProxy};
 
 const CONFIG: &str = r#"
 [services.web]
@@ -189,6 +189,66 @@ async fn get_managed_objects_lists_exactly_the_services() {
         let properties = &interfaces.values().next().unwrap();
         let name = String::try_from(properties["Name"].clone()).unwrap();
         assert_eq!(corral::names::service_path(&name), path.as_str());
-        assert!(properties.contains_key("ActiveState"), "{path}");
+        // The same properties, with the same values, as the object itself gives.
+        let all = PropertiesProxy::builder(&conn)
+            .destination("org.corral.Corral1")
+            .path(path.clone())
+            .build()
+            .await
+            .unwrap()
+            .get_all(SERVICE.try_into().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(*properties, &all, "{path}");
     }
+}
+
+/// `GetManagedObjects` answers from what was published before it was asked: a service
+/// started (or stopped) by a call that returned shows its new state, and a service a
+/// reload added is listed with its properties.
+#[tokio::test]
+async fn get_managed_objects_follows_starts_stops_and_reloads() {
+    let bus = TestBus::start();
+    let corrald = Corrald::start(&bus, CONFIG).await;
+    let conn = bus.connect().await;
+    let objects = ObjectManagerProxy::builder(&conn)
+        .destination("org.corral.Corral1")
+        .path("/org/corral/Corral1")
+        .build()
+        .await
+        .unwrap();
+    let state = |objects: &zbus::fdo::ManagedObjects, name: &str| -> Option<String> {
+        let path = corral::names::service_path(name);
+        let interfaces = objects.iter().find(|(p, _)| p.as_str() == path)?.1;
+        let properties = interfaces.values().next().unwrap();
+        Some(String::try_from(properties["ActiveState"].clone()).unwrap())
+    };
+    let m = manager(&conn).await;
+    for round in 0..2 {
+        m.start_service("idle").await.unwrap();
+        let now = objects.get_managed_objects().await.unwrap();
+        assert_eq!(
+            state(&now, "idle").as_deref(),
+            Some("active"),
+            "round {round}"
+        );
+        m.stop_service("idle").await.unwrap();
+        let now = objects.get_managed_objects().await.unwrap();
+        assert_eq!(
+            state(&now, "idle").as_deref(),
+            Some("inactive"),
+            "round {round}"
+        );
+    }
+    corrald.write_config(&format!(
+        "{CONFIG}[services.added]\nexec = [\"sleep\", \"7304\"]\n"
+    ));
+    m.reload().await.unwrap();
+    let now = objects.get_managed_objects().await.unwrap();
+    assert_eq!(state(&now, "added").as_deref(), Some("active"));
+    corrald.write_config(CONFIG);
+    m.reload().await.unwrap();
+    let now = objects.get_managed_objects().await.unwrap();
+    assert_eq!(state(&now, "added"), None);
+    assert_eq!(now.len(), 3);
 }

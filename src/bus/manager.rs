@@ -52,11 +52,6 @@ impl ManagerObject {
             fleet,
         }
     }
-
-    /// The supervisor this object forwards to (for the ObjectManager beside it).
-    pub fn supervisor(&self) -> Handle {
-        self.supervisor.clone()
-    }
 }
 
 /// A row of `ListServices` (`(ssssuo)` on the wire), for the daemon and its clients alike.

@@ -38,6 +38,7 @@ pub async fn connect(
     address: &BusAddress,
     manager: manager::ManagerObject,
     upcalls: upcall::UpcallObject,
+    events: crate::events::EventSender,
     reexecuted: bool,
 ) -> zbus::Result<Connection> {
     let builder = match address {
@@ -45,7 +46,7 @@ pub async fn connect(
         BusAddress::Session => Builder::session(),
         BusAddress::Address(address) => Builder::address(address.as_str()),
     };
-    let services = object_manager::ServiceObjects::new(manager.supervisor());
+    let services = object_manager::ServiceObjects::new(events);
     let builder = builder
         .serve_at(MANAGER_PATH, manager)
         .serve_at(MANAGER_PATH, upcalls)

@@ -110,6 +110,9 @@ impl Publisher {
             Event::Barrier(done) => {
                 let _ = done.send(());
             }
+            Event::Snapshot(reply) => {
+                let _ = reply.send(self.last.values().cloned().collect());
+            }
         }
         Ok(())
     }

@@ -205,6 +205,7 @@ pub async fn run(
         &options.bus,
         manager,
         UpcallObject::new(upcalls.clone()),
+        events.clone(),
         reexecuted,
     )
     .await

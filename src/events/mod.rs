@@ -41,6 +41,9 @@ pub enum Event {
     Job(JobReport),
     /// Reply once every earlier event has been published.
     Barrier(oneshot::Sender<()>),
+    /// Reply with the last published status of every exported service, once every earlier
+    /// event has been published (`GetManagedObjects`).
+    Snapshot(oneshot::Sender<Vec<Arc<ServiceStatus>>>),
 }
 
 /// The sending side; cheap to clone. Sending never blocks (the publisher must never slow
@@ -66,5 +69,13 @@ impl EventSender {
         let (tx, rx) = oneshot::channel();
         self.send(Event::Barrier(tx));
         let _ = rx.await;
+    }
+
+    /// The last published status of every exported service; empty when the publisher is
+    /// gone (shutting down).
+    pub async fn snapshot(&self) -> Vec<Arc<ServiceStatus>> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Event::Snapshot(tx));
+        rx.await.unwrap_or_default()
     }
 }
