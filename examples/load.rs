@@ -15,6 +15,8 @@
 //! - `child LOG`: a restarting service for the restart-reaction scenario: appends
 //!   `start <ns>` at once, `exit <ns>` 20 ms later, and exits 1.
 //! - `restart-gaps LOG`: reads that log and prints the exit → next start gaps.
+//! - `restart-floor LOG RUNS`: the floor under those gaps: runs `child LOG` RUNS times,
+//!   each the moment the last exits, with no supervisor between.
 //! - `fanout BUS CLIENTS SECS TARGET`: unicast signals to CLIENTS receivers; TARGET `bus`
 //!   is a trivial emitter (the raw rate); `corral` is upcall invalidations: every client
 //!   `Watch`es one resource of the service `emitter`, which `Call("burst")` makes send
@@ -70,6 +72,7 @@ fn main() -> Result<()> {
     // `child` must start fast and does no async work.
     match arg(0).as_str() {
         "child" => return child(&arg(1)),
+        "restart-floor" => return restart_floor(&arg(1), arg(2).parse()?),
         "emitter" => return emitter(&arg(1)),
         _ => {}
     }
@@ -376,6 +379,18 @@ fn spawn_floor(per_s: u32, secs: f64) -> Result<serde_json::Value> {
         "self_cpu_ms": cpu_ms(libc::RUSAGE_SELF) - self_before,
         "children_cpu_ms": cpu_ms(libc::RUSAGE_CHILDREN) - children_before,
     }))
+}
+
+/// The floor under the restart reaction: this process runs `load child LOG` again the
+/// moment the last one exits (`posix_spawn`, `waitpid`), with no supervisor between.
+fn restart_floor(log: &str, runs: usize) -> Result<()> {
+    let me = std::env::current_exe()?;
+    for _ in 0..runs {
+        std::process::Command::new(&me)
+            .args(["child", log])
+            .status()?;
+    }
+    Ok(())
 }
 
 fn restart_gaps(log: &str) -> Result<serde_json::Value> {

@@ -88,12 +88,16 @@ impl Run {
 /// left of it over).
 #[derive(Debug)]
 pub struct Timer {
-    pub handle: AbortHandle,
+    /// The task that sends the event when due; `None` when it was due at once and sent
+    /// right away (whoever handles the event checks it still applies).
+    pub handle: Option<AbortHandle>,
     pub due: Instant,
 }
 
 impl Timer {
     pub fn abort(&self) {
-        self.handle.abort();
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
     }
 }

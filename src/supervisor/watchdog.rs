@@ -228,7 +228,7 @@ impl Supervisor {
             Internal::StopTimedOut { name, run: run_id }
         };
         run.timer = Some(Timer {
-            handle: timer_at(&self.internal_tx, deadline, event),
+            handle: Some(timer_at(&self.internal_tx, deadline, event)),
             due: deadline,
         });
         true
