@@ -4,6 +4,7 @@
 //! shipped). Without polkit on the bus, non-root callers are refused.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use zbus::Connection;
 use zbus::message::{Flags, Header};
@@ -29,6 +30,42 @@ impl Action {
     }
 }
 
+/// The uid of each caller seen lately, per bus (its GUID) and unique name. The bus never
+/// gives a unique name to a second connection, so an entry cannot go stale; the map is
+/// emptied when it holds [`CALLERS_CAP`] names. Without it every state-changing call cost a
+/// second round trip through the bus (`GetConnectionUnixUser`) before its work began. A std
+/// mutex: held for one map operation, never across an await.
+static CALLERS: Mutex<Option<HashMap<String, HashMap<String, u32>>>> = Mutex::new(None);
+
+const CALLERS_CAP: usize = 4096;
+
+async fn caller_uid(
+    connection: &Connection,
+    sender: &zbus::names::UniqueName<'_>,
+) -> BusResult<u32> {
+    let bus = connection.server_guid().as_str();
+    let cached = |callers: &Option<HashMap<String, HashMap<String, u32>>>| {
+        callers.as_ref()?.get(bus)?.get(sender.as_str()).copied()
+    };
+    if let Some(uid) = cached(&CALLERS.lock().expect("callers lock")) {
+        return Ok(uid);
+    }
+    let dbus = zbus::fdo::DBusProxy::new(connection).await?;
+    let uid = dbus
+        .get_connection_unix_user(sender.clone().into())
+        .await
+        .map_err(|err| BusError::AccessDenied(format!("cannot tell who {sender} is: {err}")))?;
+    let mut callers = CALLERS.lock().expect("callers lock");
+    let all = callers.get_or_insert_with(HashMap::new);
+    if all.values().map(HashMap::len).sum::<usize>() >= CALLERS_CAP {
+        all.clear();
+    }
+    all.entry(bus.to_owned())
+        .or_default()
+        .insert(sender.to_string(), uid);
+    Ok(uid)
+}
+
 /// Allows the call in `header` to perform `action`, or says why not. Returns who the caller
 /// is (`"uid 1000"`), for records such as a service's desired state.
 pub async fn authorize(
@@ -39,11 +76,7 @@ pub async fn authorize(
     let sender = header
         .sender()
         .ok_or_else(|| BusError::AccessDenied("the call has no sender".into()))?;
-    let dbus = zbus::fdo::DBusProxy::new(connection).await?;
-    let uid = dbus
-        .get_connection_unix_user(sender.clone().into())
-        .await
-        .map_err(|err| BusError::AccessDenied(format!("cannot tell who {sender} is: {err}")))?;
+    let uid = caller_uid(connection, sender).await?;
     if uid == 0 {
         return Ok("uid 0".to_owned());
     }
