@@ -17,6 +17,10 @@ use support::*;
 /// tests' brief `setpriv --reuid=nobody` clients take from it too: the assertions below
 /// hold for any share of it above [`REACHED`].
 const CAP: usize = 1000;
+/// The most bomb processes a scan of `/proc` may count: the scan is no snapshot (while it
+/// reads, copies exit and others take their slots), and the kernel checks the cap before
+/// it counts a new process, so forks on both cores at once can pass it by one or two.
+const SEEN_AT_MOST: usize = CAP + CAP / 10;
 /// How many bomb processes at once show that it really bombed (well below the cap).
 const REACHED: usize = 400;
 /// How many `Get`s and `ListServices` are timed, quiet and while the bomb churns.
@@ -138,6 +142,7 @@ async fn a_fork_bomb_in_one_service_harms_no_other_and_stops_completely() {
     let (mut quiet_gets, mut quiet_lists) = answer_times(&m, &steady, SAMPLES).await;
 
     const REFUSED: &str = "fork: retry: Resource temporarily unavailable";
+    let mut kills = 0;
     for round in 1..=2 {
         let refused = corrald.log().matches(REFUSED).count();
         bomb.start().await.unwrap();
@@ -145,7 +150,7 @@ async fn a_fork_bomb_in_one_service_harms_no_other_and_stops_completely() {
         let mut most = 0;
         eventually("the bomb reaches hundreds of processes", || {
             let n = bomb_processes(uid).len();
-            assert!(n <= CAP, "{n} bomb processes, above limit_nproc {CAP}");
+            assert!(n <= SEEN_AT_MOST, "{n} bomb processes, limit_nproc {CAP}");
             most = most.max(n);
             n >= REACHED
         })
@@ -159,7 +164,7 @@ async fn a_fork_bomb_in_one_service_harms_no_other_and_stops_completely() {
         // corrald answers while it churns; the other service is untouched.
         let (mut gets, mut lists) = answer_times(&m, &steady, SAMPLES).await;
         let during = bomb_processes(uid).len();
-        assert!(during <= CAP, "{during} bomb processes");
+        assert!(during <= SEEN_AT_MOST, "{during} bomb processes");
         assert_eq!(steady.main_pid().await.unwrap(), steady_pid);
         assert_eq!(bomb.active_state().await.unwrap(), "active");
         eprintln!(
@@ -176,7 +181,20 @@ async fn a_fork_bomb_in_one_service_harms_no_other_and_stops_completely() {
         bomb.stop().await.expect("Stop of a fork bomb returns");
         let left = bomb_processes(uid);
         assert!(left.is_empty(), "left after Stop: {left:?}");
-        eprintln!("round {round}: Stop took {:?}", t.elapsed());
+        let killed = corrald
+            .log()
+            .matches("after the stop signal; killing")
+            .count();
+        eprintln!(
+            "round {round}: Stop took {:?} ({})",
+            t.elapsed(),
+            if killed > kills {
+                "SIGTERM missed a copy: killed after stop_timeout"
+            } else {
+                "SIGTERM ended every copy"
+            }
+        );
+        kills = killed;
         assert_eq!(bomb.active_state().await.unwrap(), "inactive");
         assert_eq!(steady.main_pid().await.unwrap(), steady_pid);
         assert_eq!(steady.active_state().await.unwrap(), "active");
