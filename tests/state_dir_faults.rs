@@ -81,6 +81,21 @@ async fn churn(conn: &zbus::Connection, rounds: usize) {
     assert_eq!(b.active_state().await.unwrap(), "active");
 }
 
+/// Goes on stopping and starting for 4 s, long enough for the store to retry several
+/// times (after 0.2 s, 0.4 s, 0.8 s, 1.6 s); then the store must still be degraded.
+/// Returns how many calls it made.
+async fn hold_degraded(conn: &zbus::Connection) -> usize {
+    let held = std::time::Instant::now();
+    let mut calls = 0;
+    while held.elapsed() < Duration::from_secs(4) {
+        churn(conn, 1).await;
+        calls += 5;
+    }
+    let status = manager(conn).await.status_text().await.unwrap();
+    assert!(status.contains("degraded"), "still degraded: {status}");
+    calls
+}
+
 fn state_dir_args(mount: &Mount) -> [&str; 2] {
     ["--state-dir", mount.path.to_str().unwrap()]
 }
@@ -106,8 +121,8 @@ async fn a_full_state_directory_degrades_the_store_once_and_it_catches_up_when_s
             && status.contains("free some space"),
         "names the file and what to do: {status}"
     );
-    // More writes while degraded: still said once, not per write.
-    churn(&conn, 5).await;
+    let calls = 101 + hold_degraded(&conn).await;
+    eprintln!("{calls} Start/Stop calls while full, all answered");
     let log = corrald.log();
     assert_eq!(
         log.matches("state store degraded:").count(),
@@ -174,6 +189,8 @@ async fn a_state_directory_made_writable_under_corrald_receives_what_was_asked_m
     let status = wait_status(&conn, "degraded", |t| t.contains("degraded")).await;
     eprintln!("read-only: StatusText {status:?}");
     assert!(status.contains("read-only"), "says why: {status}");
+    let calls = 41 + hold_degraded(&conn).await;
+    eprintln!("{calls} Start/Stop calls while read-only, all answered");
     assert_eq!(corrald.log().matches("state store degraded:").count(), 1);
 
     mount.remount("rw");
