@@ -44,7 +44,8 @@ type = "notify"
 autostart = false
 restart = "no"
 start_timeout = "300ms"
-exec = ["sleep", "7101"]
+stop_timeout = "1s"
+exec = ["sh", "-c", "trap '' TERM; sleep 7101"]
 "#;
     let _corrald = Corrald::start(&bus, config).await;
     let conn = bus.connect().await;
@@ -52,6 +53,8 @@ exec = ["sleep", "7101"]
     let err = mute.start().await.unwrap_err();
     assert_eq!(error_name(&err), "org.corral.Corral1.Error.Timeout");
     assert!(err.to_string().contains("READY=1"), "{err}");
+    // Already while the timed-out run is being stopped (systemd sets it then too).
+    assert_eq!(mute.result().await.unwrap(), "timeout");
     let mut recorder = SignalRecorder::new(&conn).await;
     wait_until(&mut recorder, || async {
         mute.active_state().await.unwrap() == "failed"

@@ -338,6 +338,8 @@ impl Supervisor {
         );
         tracing::warn!(service = name, "{message}");
         unit.last_error = message.clone();
+        // Before the caller hears: its next read of `Result` says `timeout`.
+        unit.result = RunResult::Timeout;
         self.settle_start(name, Err(CommandError::Timeout(message)));
         self.begin_stop(name, StopReason::StartTimeout);
     }

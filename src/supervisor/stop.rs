@@ -64,6 +64,12 @@ impl Supervisor {
         // A stopping run is no longer watched or checked.
         run.watchdog.disarm();
         run.health.cancel();
+        // A failure is the run's result from the moment its stop begins (as systemd's
+        // `Result`): a start that timed out returns `StartFailed` while the stop is still
+        // under way, and `Result` must already say `timeout` then.
+        if let Some(result) = reason.failure() {
+            unit.result = result;
+        }
         let spec = unit.spec.clone();
         // A missed watchdog gets SIGABRT, so a hung daemon leaves a core dump showing where
         // (systemd's `WatchdogSignal=`); stop_timeout, then SIGKILL, as for any stop.
