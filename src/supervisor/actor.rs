@@ -48,6 +48,9 @@ pub(super) struct Supervisor {
     /// Batch members released and waiting to be launched by the loop. A queue rather than
     /// a recursive call, because launching can settle at once and release more members.
     pub(super) ready: VecDeque<(u64, String)>,
+    /// Automatic restarts prepared while the loop handled a run of queued events (a crash
+    /// storm), spawned together on a few threads once the queue is drained.
+    pub(super) restarts: Vec<super::launch::Launch>,
     /// While a reload is applied, client commands that change state wait here.
     pub(super) reloading: bool,
     pub(super) deferred: VecDeque<Command>,
@@ -68,6 +71,13 @@ pub(super) struct Supervisor {
     /// daemon has built them).
     pub(super) methods: Option<Arc<dyn MethodCaller>>,
 }
+
+/// How many queued internal events the loop handles in one round after the first.
+const DRAIN_AT_ONCE: usize = 256;
+
+/// How many restarts one round spawns at most: the loop waits for their spawns (~0.8 ms
+/// each, on four threads), so this bounds how long a command can wait behind them.
+const RESTARTS_AT_ONCE: usize = 64;
 
 impl Supervisor {
     pub(super) fn new(
@@ -109,6 +119,7 @@ impl Supervisor {
             batches: HashMap::new(),
             next_batch_id: 1,
             ready: VecDeque::new(),
+            restarts: Vec::new(),
             reloading: false,
             deferred: VecDeque::new(),
             notify_socket,
@@ -128,14 +139,34 @@ impl Supervisor {
             tokio::select! {
                 // Process events first: a command should see the latest state.
                 biased;
-                Some(event) = internal.recv() => self.handle_internal(event),
+                Some(event) = internal.recv() => {
+                    self.handle_internal(event);
+                    // Events already queued (exits of many services at once) are handled
+                    // now too, so the restarts they cause are spawned together below: one
+                    // by one, each spawn held the loop until its child had exec'd. Bounded,
+                    // so a command waits for at most this many.
+                    for _ in 0..DRAIN_AT_ONCE {
+                        if self.restarts.len() >= RESTARTS_AT_ONCE {
+                            break;
+                        }
+                        let Ok(event) = internal.try_recv() else { break };
+                        self.handle_internal(event);
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
             }
+            self.spawn_restarts();
             self.launch_ready();
         }
+    }
+
+    /// Spawns the restarts prepared since the last round, together.
+    fn spawn_restarts(&mut self) {
+        let mut restarts = std::mem::take(&mut self.restarts);
+        self.spawn_launches(&mut restarts, &mut Default::default());
     }
 
     /// The last run id handed out.

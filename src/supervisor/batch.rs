@@ -188,7 +188,11 @@ impl Supervisor {
         }
     }
 
-    fn spawn_launches(&mut self, launches: &mut Vec<Launch>, launching: &mut HashSet<String>) {
+    pub(super) fn spawn_launches(
+        &mut self,
+        launches: &mut Vec<Launch>,
+        launching: &mut HashSet<String>,
+    ) {
         if launches.is_empty() {
             return;
         }

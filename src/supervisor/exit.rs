@@ -186,7 +186,10 @@ impl Supervisor {
             return;
         }
         unit.n_restarts += 1;
-        self.launch(name);
+        // Spawned by the loop with the other restarts due in this round.
+        if let Some(launch) = self.prepare_launch(name) {
+            self.restarts.push(launch);
+        }
     }
 
     /// Sends `event` to the supervisor after `after`; abort the timer to cancel (the
