@@ -167,17 +167,22 @@ async fn glib_tools_see_the_services_and_nothing_else() {
     assert_eq!(managed, service_paths(&["db", "nfs-ganesha", "web"]));
 }
 
-#[tokio::test]
-async fn get_managed_objects_lists_exactly_the_services() {
-    let bus = TestBus::start();
-    let _corrald = Corrald::start(&bus, CONFIG).await;
-    let conn = bus.connect().await;
-    let objects = ObjectManagerProxy::builder(&conn)
+async fn object_manager(conn: &zbus::Connection) -> ObjectManagerProxy<'static> {
+    ObjectManagerProxy::builder(conn)
         .destination("org.corral.Corral1")
         .path("/org/corral/Corral1")
         .build()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn get_managed_objects_lists_exactly_the_services() {
+    let bus = TestBus::start();
+    let _corrald = Corrald::start(&bus, CONFIG).await;
+    let conn = bus.connect().await;
+    let objects = object_manager(&conn)
+        .await
         .get_managed_objects()
         .await
         .unwrap();
@@ -211,12 +216,7 @@ async fn get_managed_objects_follows_starts_stops_and_reloads() {
     let bus = TestBus::start();
     let corrald = Corrald::start(&bus, CONFIG).await;
     let conn = bus.connect().await;
-    let objects = ObjectManagerProxy::builder(&conn)
-        .destination("org.corral.Corral1")
-        .path("/org/corral/Corral1")
-        .build()
-        .await
-        .unwrap();
+    let objects = object_manager(&conn).await;
     let state = |objects: &zbus::fdo::ManagedObjects, name: &str| -> Option<String> {
         let path = corral::names::service_path(name);
         let interfaces = objects.iter().find(|(p, _)| p.as_str() == path)?.1;
