@@ -4,7 +4,9 @@
 //! shipped). Without polkit on the bus, non-root callers are refused.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use zbus::Connection;
 use zbus::message::{Flags, Header};
@@ -66,6 +68,26 @@ async fn caller_uid(
     Ok(uid)
 }
 
+/// Polkit checks under way per uid. A user who floods corrald with calls it must ask polkit
+/// about gets [`POLKIT_CHECKS_PER_UID`] of them through the bus at a time; the rest wait in
+/// corrald rather than as messages queued in dbus-daemon ahead of everyone else's calls
+/// (tests/hostile_callers.rs measures a quiet client's `Get` during such a flood). One
+/// semaphore per uid that ever needed polkit: a handful on any host.
+static POLKIT_CHECKS: Mutex<Option<HashMap<u32, Arc<Semaphore>>>> = Mutex::new(None);
+
+const POLKIT_CHECKS_PER_UID: usize = 4;
+
+async fn polkit_turn(uid: u32) -> Option<OwnedSemaphorePermit> {
+    let semaphore = POLKIT_CHECKS
+        .lock()
+        .expect("polkit checks lock")
+        .get_or_insert_with(HashMap::new)
+        .entry(uid)
+        .or_insert_with(|| Arc::new(Semaphore::new(POLKIT_CHECKS_PER_UID)))
+        .clone();
+    semaphore.acquire_owned().await.ok()
+}
+
 /// Allows the call in `header` to perform `action`, or says why not. Returns who the caller
 /// is (`"uid 1000"`), for records such as a service's desired state.
 pub async fn authorize(
@@ -96,6 +118,8 @@ pub async fn authorize(
     } else {
         CheckAuthorizationFlags::empty()
     };
+    // Held until polkit answered: the uid's other calls wait here, inside corrald.
+    let _turn = polkit_turn(uid).await;
     let authority = AuthorityProxy::new(connection)
         .await
         .map_err(|err| denied(format!("polkit is not reachable ({err}); only root may")))?;
