@@ -112,12 +112,13 @@ impl Supervisor {
                         None => RunResult::ExitCode,
                     };
                 }
+                // Published before the caller of a failed start hears (see `start_failed`).
+                self.after_exit(name, was_starting || !clean, ran_for);
                 if was_starting {
                     let message =
                         format!("{name}: process {} {how} before it was ready", run.main_pid);
                     self.settle_start(name, Err(CommandError::StartFailed(message)));
                 }
-                self.after_exit(name, was_starting || !clean, ran_for);
             }
         }
     }

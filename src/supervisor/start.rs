@@ -362,7 +362,9 @@ impl Supervisor {
             // As systemd reports a program it could not execute: an exit code (203/EXEC).
             unit.result = RunResult::ExitCode;
         }
-        self.settle_start(name, Err(CommandError::StartFailed(message)));
+        // The new state is published before the caller hears: a `Get` right after the
+        // failed `Start` reads `failed` (or `activating` for a restart), not the old state.
         self.after_exit(name, true, ran_for);
+        self.settle_start(name, Err(CommandError::StartFailed(message)));
     }
 }
