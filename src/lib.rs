@@ -48,8 +48,8 @@
 //!   publisher, access control and the wire errors; [`names`]: bus names and paths.
 //! - [`daemon`]: `corrald` as a library function ([`daemon::run`]) that wires the parts
 //!   together, and its own systemd integration; [`client`] and [`ctl`]: the typed proxies
-//!   and `corralctl`; [`memory`]: the heap's free pages given back after applying a
-//!   configuration.
+//!   and `corralctl`; [`memory`]: corrald's malloc parameters, and the heap's free pages
+//!   given back after applying a configuration.
 //!
 //! No module depends on one that depends on it (`tests/architecture.rs` checks).
 
