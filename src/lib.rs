@@ -49,7 +49,7 @@
 //! - [`daemon`]: `corrald` as a library function ([`daemon::run`]) that wires the parts
 //!   together, and its own systemd integration; [`client`] and [`ctl`]: the typed proxies
 //!   and `corralctl`; [`memory`]: corrald's malloc parameters, and the heap's free pages
-//!   given back after applying a configuration.
+//!   given back once start-up is done.
 //!
 //! No module depends on one that depends on it (`tests/architecture.rs` checks).
 

@@ -119,7 +119,6 @@ async fn run(
             () = next_placement(&mut fleet) => {
                 if let Some(link) = fleet.as_mut() {
                     apply_placements(&mut applier, link).await;
-                    crate::memory::release_free_memory();
                 }
                 continue;
             }
@@ -133,8 +132,6 @@ async fn run(
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
-                // The old configuration, the plan and the files' text are gone now.
-                crate::memory::release_free_memory();
             }
             Request::Hold(reply) => {
                 let (release, released) = oneshot::channel();
