@@ -48,7 +48,8 @@
 //!   publisher, access control and the wire errors; [`names`]: bus names and paths.
 //! - [`daemon`]: `corrald` as a library function ([`daemon::run`]) that wires the parts
 //!   together, and its own systemd integration; [`client`] and [`ctl`]: the typed proxies
-//!   and `corralctl`.
+//!   and `corralctl`; [`memory`]: corrald's malloc parameters, and the heap's free pages
+//!   given back once start-up is done.
 //!
 //! No module depends on one that depends on it (`tests/architecture.rs` checks).
 
@@ -67,6 +68,7 @@ pub mod fs_trust;
 pub mod jobs;
 pub mod logging;
 pub mod man;
+pub mod memory;
 pub mod methods;
 pub mod names;
 pub mod process;

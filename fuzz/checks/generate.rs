@@ -81,7 +81,7 @@ impl<'a> Choices<'a> {
                 continue;
             }
             let service = self.service(&config);
-            config.services.insert(name.to_owned(), service);
+            config.services.insert(name.to_owned(), service.into());
         }
         config
     }

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -22,8 +23,10 @@ pub struct Config {
     /// Groups by name (ProxyFS "volume groups": a set of services served by one peer).
     pub groups: BTreeMap<String, Group>,
     /// Services by name. `BTreeMap` so every iteration is in name order, which the
-    /// transition order relies on for determinism.
-    pub services: BTreeMap<String, Service>,
+    /// transition order relies on for determinism. Each definition is shared (`Arc`) with
+    /// the parts that act on it (the supervisor's unit, the jobs' pool), so it is in memory
+    /// once, not once per holder.
+    pub services: BTreeMap<String, Arc<Service>>,
     /// `[fleet]`: several hosts coordinated through etcd. `None` = this host alone, reading
     /// only its files; nothing of the fleet runs.
     pub fleet: Option<FleetSettings>,
@@ -303,6 +306,19 @@ impl Config {
             groups: BTreeMap::new(),
             services: BTreeMap::new(),
             fleet: None,
+        }
+    }
+
+    /// Takes `old`'s definition of every service that did not change, so that after a
+    /// reload such a service's definition stays the one allocation its unit and pool
+    /// already hold, instead of becoming two equal copies. O(services), as the diff is.
+    pub fn share_unchanged(&mut self, old: &Config) {
+        for (name, service) in &mut self.services {
+            if let Some(before) = old.services.get(name)
+                && before == service
+            {
+                *service = before.clone();
+            }
         }
     }
 

@@ -31,7 +31,8 @@ pub fn only_error(text: &str) -> String {
 pub fn only_service(text: &str) -> super::Service {
     let config = parse(text).unwrap_or_else(|errors| panic!("unexpected errors: {errors:#?}"));
     assert_eq!(config.services.len(), 1);
-    config.services.into_values().next().unwrap()
+    let service = config.services.into_values().next().unwrap();
+    std::sync::Arc::unwrap_or_clone(service)
 }
 
 /// A valid service `s` with `extra` lines added from line 3 on.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::checks::Checker;
@@ -40,7 +41,7 @@ pub(crate) fn validate(
         .filter_map(|(name, defined)| {
             let raw = defined.body?;
             let service = check_service(defined.name, raw, defined.source, &mut errors);
-            Some((name.to_string(), service))
+            Some((name.to_string(), Arc::new(service)))
         })
         .collect();
     check_references(&merged, &mut errors);
@@ -320,7 +321,10 @@ exec = ["rpcbind", "-f"]
                     peers: Vec::new(),
                 },
             )]),
-            services: BTreeMap::from([("nfs".into(), nfs), ("portmap".into(), portmap)]),
+            services: BTreeMap::from([
+                ("nfs".into(), Arc::new(nfs)),
+                ("portmap".into(), Arc::new(portmap)),
+            ]),
             fleet: None,
         };
         assert_eq!(config, expected);

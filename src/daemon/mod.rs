@@ -241,7 +241,12 @@ pub async fn run(
 
     let background = CancellationToken::new();
     fleet.spawn_tasks(&supervisor, &manager_tx, &events, &background);
-    let up = applier.apply(fleet.up_config(initial)).await;
+    // Only the count of `up`'s transitions is kept: the list (a transition per service)
+    // would stay in memory for as long as corrald runs.
+    let (up_transitions, up_problems) = {
+        let up = applier.apply(fleet.up_config(initial)).await;
+        (up.transitions.len(), up.problems)
+    };
     supervisor.settle_recovered().await;
     jobs.settle_inherited();
     if let (true, Some(fence)) = (reexecuted, &fence) {
@@ -257,15 +262,18 @@ pub async fn run(
     events.send(Event::Manager);
     tracing::info!(
         "up: {} transitions; {}",
-        up.transitions.len(),
+        up_transitions,
         *supervisor.summary().borrow()
     );
-    if !up.problems.is_empty() {
-        tracing::warn!("not every service started:\n{}", up.problems.join("\n"));
+    if !up_problems.is_empty() {
+        tracing::warn!("not every service started:\n{}", up_problems.join("\n"));
     }
     options
         .notifier
         .status(&supervisor.summary().borrow().to_string());
+    // What reading the configuration and starting every service allocated only for the
+    // while is free now: give it back (see `memory`).
+    crate::memory::release_free_memory();
     options.notifier.ready();
 
     reload_task.start(applier, loader, options.notifier.clone(), fleet.link.take());

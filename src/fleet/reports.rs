@@ -257,7 +257,8 @@ mod tests {
             crate::config::Service {
                 exec: vec!["/bin/s".into()],
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         assert_ne!(config_hash(&a), config_hash(&c));
         assert_eq!(config_hash(&a).len(), 16);

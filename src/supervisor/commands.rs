@@ -95,7 +95,7 @@ impl Supervisor {
                     if let Some(state) = self.inherited.remove(&name) {
                         self.restore(&mut unit, state);
                     }
-                    unit.published = std::sync::Arc::new(unit.snapshot(now_usec()));
+                    unit.published = Arc::new(unit.snapshot(now_usec()));
                     unit.status_tx.send_replace(unit.published.clone());
                     self.summary.add(unit.published.active);
                     self.summary_tx.send_replace(self.summary.clone());
@@ -105,7 +105,7 @@ impl Supervisor {
                     if let (true, Some(fence)) = (unit.taken_over, &self.settings.fence) {
                         fence.set(&name, unit.fence_targets());
                     }
-                    self.units.insert(name.clone(), unit);
+                    self.units.insert(name.clone(), Box::new(unit));
                     if resumed {
                         self.now_running(&name);
                     }
@@ -117,7 +117,7 @@ impl Supervisor {
                 if let Some(unit) = self.units.get_mut(&name) {
                     let limits = unit.spec.cgroup_limits != spec.cgroup_limits;
                     health_changed = unit.spec.health != spec.health;
-                    unit.spec = Arc::new(spec);
+                    unit.spec = spec;
                     if limits {
                         self.limits_changed(&name);
                     }

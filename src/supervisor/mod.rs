@@ -111,7 +111,7 @@ pub(crate) enum Command {
     },
     Define {
         name: String,
-        spec: Service,
+        spec: Arc<Service>,
         served: bool,
         reply: oneshot::Sender<()>,
     },
@@ -122,7 +122,7 @@ pub(crate) enum Command {
     Spec(String, Reply<Arc<Service>>),
     Redefine {
         name: String,
-        spec: Service,
+        spec: Arc<Service>,
         reply: oneshot::Sender<()>,
     },
     SetServed {
@@ -303,11 +303,12 @@ impl Handle {
         .await;
     }
 
-    /// Creates the unit of a new service (inactive).
-    pub async fn define(&self, name: &str, spec: Service, served: bool) {
+    /// Creates the unit of a new service (inactive). The unit shares `spec` with the
+    /// configuration that defines it.
+    pub async fn define(&self, name: &str, spec: impl Into<Arc<Service>>, served: bool) {
         self.ask(|reply| Command::Define {
             name: name.to_owned(),
-            spec,
+            spec: spec.into(),
             served,
             reply,
         })
@@ -322,10 +323,10 @@ impl Handle {
     }
 
     /// Replaces a service's definition; a running process keeps running.
-    pub async fn redefine(&self, name: &str, spec: Service) {
+    pub async fn redefine(&self, name: &str, spec: impl Into<Arc<Service>>) {
         self.ask(|reply| Command::Redefine {
             name: name.to_owned(),
-            spec,
+            spec: spec.into(),
             reply,
         })
         .await;

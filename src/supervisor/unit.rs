@@ -152,10 +152,10 @@ pub struct Unit {
 }
 
 impl Unit {
-    pub fn new(name: String, spec: Service, served: bool) -> Unit {
+    pub fn new(name: String, spec: Arc<Service>, served: bool) -> Unit {
         let mut unit = Unit {
             name,
-            spec: Arc::new(spec),
+            spec,
             served,
             phase: Phase::Inactive { failed: false },
             start_waiters: Vec::new(),

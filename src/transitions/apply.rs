@@ -62,7 +62,8 @@ impl Applier {
 
     /// Applies `new` in DESIGN.md's order. Client commands that change state are held back
     /// meanwhile, so they see the old or the new configuration, never half of each.
-    pub async fn apply(&mut self, new: Config) -> Applied {
+    pub async fn apply(&mut self, mut new: Config) -> Applied {
+        new.share_unchanged(&self.current);
         let generation = self.generation + 1;
         let plan = diff(&self.current, &new, generation);
         let mut transitions = Vec::new();

@@ -253,7 +253,7 @@ pub fn apply_to(old: &Config, plan: &Plan) -> Config {
             Step::ServicesMoved(moved) => {
                 for (name, group) in moved {
                     if let Some(service) = config.services.get_mut(name) {
-                        service.group = group.clone();
+                        std::sync::Arc::make_mut(service).group = group.clone();
                     }
                 }
             }

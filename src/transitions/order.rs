@@ -78,7 +78,8 @@ mod tests {
                     exec: vec!["true".into()],
                     after: after.iter().map(|s| s.to_string()).collect(),
                     ..Service::default()
-                },
+                }
+                .into(),
             );
         }
         config

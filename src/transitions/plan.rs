@@ -4,6 +4,7 @@
 //! after the listeners act. [`super::diff()`] makes it; the applier is a loop over it.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::config::{DaemonSettings, Group, Service};
 use crate::events::Transition;
@@ -18,7 +19,7 @@ pub enum Step {
     ReloadStarted(u64),
     GroupsCreated(Vec<(String, Group)>),
     /// New services with their definitions, name order.
-    ServicesCreated(Vec<(String, Service)>),
+    ServicesCreated(Vec<(String, Arc<Service>)>),
     /// Stop these, stop order (the same services as `ToBeUnserved`).
     Unserved(Vec<String>),
     /// Groups whose peer changed, with the new definition.
@@ -29,7 +30,7 @@ pub enum Step {
     /// Existing services whose `group` changed, with the new group (`None` = ungrouped).
     ServicesMoved(Vec<(String, Option<String>)>),
     /// Existing services whose definition changed other than by `group`, with the new one.
-    ServicesChanged(Vec<(String, Service)>),
+    ServicesChanged(Vec<(String, Arc<Service>)>),
     Served(Served),
     ServicesDestroyed(Vec<String>),
     GroupsDestroyed(Vec<String>),

@@ -2,6 +2,7 @@
 //! configurations the laws `apply_to(a, diff(a, b)) == b` and `diff(a, a)` is empty.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
@@ -14,12 +15,12 @@ use crate::config::{Group, RestartPolicy};
 struct View {
     to_be_unserved: Vec<String>,
     groups_created: Vec<(String, Group)>,
-    services_created: Vec<(String, Service)>,
+    services_created: Vec<(String, Arc<Service>)>,
     unserved: Vec<String>,
     groups_moved: Vec<(String, Group)>,
     groups_changed: Vec<(String, Group)>,
     services_moved: Vec<(String, Option<String>)>,
-    services_changed: Vec<(String, Service)>,
+    services_changed: Vec<(String, Arc<Service>)>,
     served: Vec<String>,
     restarted: Vec<String>,
     starts: Vec<String>,
@@ -84,7 +85,7 @@ fn config(host: &str, groups: &[(&str, &str)], services: Vec<(&str, Service)>) -
         );
     }
     for (name, s) in services {
-        c.services.insert(name.to_string(), s);
+        c.services.insert(name.to_string(), s.into());
     }
     c
 }
@@ -192,9 +193,9 @@ fn process_changes_restart_other_changes_do_not() {
         ],
     );
     let mut new = old.clone();
-    new.services.get_mut("s").unwrap().exec = strings(&["s2"]);
-    new.services.get_mut("t").unwrap().description = "new words".into();
-    new.services.get_mut("t").unwrap().restart = RestartPolicy::Always;
+    Arc::make_mut(new.services.get_mut("s").unwrap()).exec = strings(&["s2"]);
+    Arc::make_mut(new.services.get_mut("t").unwrap()).description = "new words".into();
+    Arc::make_mut(new.services.get_mut("t").unwrap()).restart = RestartPolicy::Always;
     let (_, plan) = diffed(&old, &new);
     assert_eq!(
         plan.services_changed
@@ -323,7 +324,7 @@ pub(crate) fn arb_config() -> impl Strategy<Value = Config> {
         }
         for (name, service) in SERVICES.iter().zip(services) {
             if let Some(service) = service {
-                c.services.insert(name.to_string(), service);
+                c.services.insert(name.to_string(), service.into());
             }
         }
         c

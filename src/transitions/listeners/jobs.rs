@@ -1,7 +1,5 @@
 //! Keeps the jobs task's recipes, workers and schedules in step with the configuration.
 
-use std::sync::Arc;
-
 use super::{Listener, Problems, StepFuture};
 use crate::config::Config;
 use crate::jobs::JobsHandle;
@@ -20,7 +18,7 @@ impl Listener for JobsListener {
             match step {
                 Step::ServicesCreated(list) | Step::ServicesChanged(list) => {
                     for (name, spec) in list {
-                        self.0.configure(name, Some(Arc::new(spec.clone())));
+                        self.0.configure(name, Some(spec.clone()));
                     }
                 }
                 Step::ServicesDestroyed(names) => {

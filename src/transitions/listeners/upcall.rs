@@ -85,9 +85,9 @@ mod tests {
         let listener = UpcallListener(handle.clone());
         let mut config = Config::empty("node-a");
         config.daemon.max_watches_per_client = 1;
-        config.services.insert("nfs".into(), service(true));
-        config.services.insert("cron".into(), service(false));
-        let created: Vec<(String, Service)> = config.services.clone().into_iter().collect();
+        config.services.insert("nfs".into(), service(true).into());
+        config.services.insert("cron".into(), service(false).into());
+        let created: Vec<_> = config.services.clone().into_iter().collect();
 
         listener.on_step(&Step::ReloadStarted(1), &config).await;
         listener
@@ -105,8 +105,8 @@ mod tests {
         ));
 
         // upcall turned off: the state goes.
-        config.services.insert("nfs".into(), service(false));
-        let changed = vec![("nfs".to_owned(), service(false))];
+        config.services.insert("nfs".into(), service(false).into());
+        let changed = vec![("nfs".to_owned(), service(false).into())];
         listener
             .on_step(&Step::ServicesChanged(changed), &config)
             .await;
