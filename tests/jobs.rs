@@ -76,9 +76,11 @@ async fn the_job_history_and_ids_outlive_restarts_of_corrald() {
         assert!(o.queued > 0 && o.finished >= o.queued);
         assert_eq!(rows, manager(&conn).await.list_jobs("").await.unwrap());
         let b = service(&conn, "box").await;
+        // Listening before the job is queued: it may finish before RunRecipe's reply
+        // arrives (the flake this fixed).
+        let mut recorder = SignalRecorder::new(&conn).await;
         let next = b.run_recipe("ok").await.unwrap();
         assert!(next > long, "ids never repeat: {next} after {long}");
-        let mut recorder = SignalRecorder::new(&conn).await;
         recorder.until("JobFinished", &format!("[{next},")).await;
         assert_eq!(corrald.terminate().await, Some(0));
     }
