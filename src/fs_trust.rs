@@ -8,7 +8,8 @@
 //! - [`open_to_everyone`]: a directory on the way lets everyone create *and remove* entries
 //!   (world-writable without the sticky bit), so any user can take or swap the path
 //!   (control sockets, checked when the configuration is loaded);
-//! - [`private_dir`]: a directory is corrald's alone (its runtime directory).
+//! - [`private_dir`]: a directory is corrald's alone (its runtime directory), and
+//!   [`make_private_dir`], which makes one and checks it.
 //!
 //! These are snapshots of permissions, not locks: they decide whether a path's *owner* can
 //! be trusted, and the callers combine them with checks on the process found there.
@@ -96,6 +97,28 @@ pub fn open_to_everyone(path: &Path) -> Option<PathBuf> {
         (meta.is_dir() && meta.mode() & OTHER_WRITABLE != 0 && meta.mode() & STICKY == 0)
             .then(|| dir.to_path_buf())
     })
+}
+
+/// Why a directory meant to be corrald's alone cannot be used.
+#[derive(Debug)]
+pub enum PrivateDirError {
+    /// It could not be made.
+    Create(io::Error),
+    /// It exists but someone else could have made or can change it ([`private_dir`]).
+    Untrusted(String),
+}
+
+/// Makes `dir` (mode 0755, with its parents) where it is missing, then checks it is
+/// [`private_dir`]: corrald's runtime directory at start-up, and again when it was removed
+/// underneath a running corrald.
+pub fn make_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(PrivateDirError::Create)?;
+    private_dir(dir).map_err(PrivateDirError::Untrusted)
 }
 
 /// Checks that `dir` is a directory owned by this process's user and writable by nobody

@@ -13,7 +13,6 @@ mod error;
 mod fleet;
 pub mod systemd;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +26,7 @@ use crate::bus::{self, BusAddress, manager::ManagerObject};
 use crate::config::{self, ConfigSource};
 use crate::control::ControlRegistry;
 use crate::events::{self, DaemonState, Event, ManagerStatus};
-use crate::fs_trust;
+use crate::fs_trust::{self, PrivateDirError};
 use crate::jobs;
 use crate::names::BUS_NAME;
 use crate::process::OutputMode;
@@ -350,15 +349,13 @@ async fn setup_cgroups(options: &Options) -> Cgroups {
 /// corrald puts sockets there and trusts what it finds, so it must be corrald's alone —
 /// owned by its user and writable by nobody else.
 fn runtime_dir(path: &Path) -> Result<(), DaemonError> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
-        .map_err(|source| DaemonError::RuntimeDir {
+    fs_trust::make_private_dir(path).map_err(|err| match err {
+        PrivateDirError::Create(source) => DaemonError::RuntimeDir {
             path: path.to_owned(),
             source,
-        })?;
-    fs_trust::private_dir(path).map_err(DaemonError::UntrustedRuntimeDir)
+        },
+        PrivateDirError::Untrusted(why) => DaemonError::UntrustedRuntimeDir(why),
+    })
 }
 
 /// Keeps the Manager's `StatusText` saying whether the state store writes (the store logs

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::actor::Supervisor;
 use super::internal::Internal;
 use super::unit::Run;
+use crate::fs_trust::{self, PrivateDirError};
 use crate::process::notify::{Datagram, NotifyMessage, NotifySocket};
 
 /// Binds `<runtime_dir>/notify` (or takes over `inherited`, the socket a previous corrald
@@ -74,16 +75,16 @@ impl Supervisor {
                 path.display()
             );
             let dir = &self.settings.runtime_dir;
-            std::os::unix::fs::DirBuilderExt::mode(
-                std::fs::DirBuilder::new().recursive(true),
-                0o755,
-            )
-            .create(dir)
-            .map_err(|err| {
-                format!(
+            // Made and checked as at start-up: someone else's directory in its place could
+            // plant the socket the services are told to trust.
+            fs_trust::make_private_dir(dir).map_err(|err| match err {
+                PrivateDirError::Create(err) => format!(
                     "cannot make the runtime directory {} again: {err}",
                     dir.display()
-                )
+                ),
+                PrivateDirError::Untrusted(why) => {
+                    format!("refusing the runtime directory: {why}")
+                }
             })?;
             let (path, fd) = listen(dir, None, &self.internal_tx)?;
             self.notify_fd = Some(fd);
