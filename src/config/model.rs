@@ -250,40 +250,57 @@ pub struct ProcessLimits {
 impl Service {
     /// Whether `other` would run a different process: such a change restarts a served
     /// service on reload; any other change (description, timeouts, methods, …) is applied
-    /// in place. `process_limits` count (the child gets them at exec); `cgroup_limits` do
-    /// not: they are files of the service's cgroup, rewritten while it runs.
+    /// in place.
     pub fn process_differs(&self, other: &Service) -> bool {
-        self.exec != other.exec
-            || self.service_type != other.service_type
-            || self.pidfile != other.pidfile
-            || self.environment != other.environment
-            || self.user != other.user
-            || self.working_directory != other.working_directory
-            || self.control_socket != other.control_socket
-            || self.process_limits != other.process_limits
-            // The child learns its watchdog from its environment (WATCHDOG_USEC).
-            || self.watchdog != other.watchdog
+        self.process_keys() != other.process_keys()
     }
 
     /// A fingerprint of what [`Service::process_differs`] compares, stable across corrald
     /// builds of one version: a run record keeps it, so that a process re-adopted after a
-    /// crash is known to run an older definition (FNV-1a over the fields' debug text).
+    /// crash is known to run an older definition (FNV-1a over the keys' debug text).
     pub fn process_fingerprint(&self) -> u64 {
+        // The text records were written with: keep its form, or every re-adopted process
+        // would look outdated to the next build.
+        let (exec, kind, pidfile, environment, user, cwd, control, limits, watchdog) =
+            self.process_keys();
         let text = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-            self.exec,
-            self.service_type,
-            self.pidfile,
-            self.environment,
-            self.user,
-            self.working_directory,
-            self.control_socket,
-            self.process_limits,
-            self.watchdog
+            "{exec:?}|{kind:?}|{pidfile:?}|{environment:?}|{user:?}|{cwd:?}|{control:?}|{limits:?}|{watchdog:?}"
         );
         text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
         })
+    }
+
+    /// The keys that decide which process runs, for [`Service::process_differs`] and
+    /// [`Service::process_fingerprint`] alike. `process_limits` count (the child gets them
+    /// at exec); `cgroup_limits` do not: they are files of the service's cgroup, rewritten
+    /// while it runs. The watchdog counts: the child learns it from its environment
+    /// (`WATCHDOG_USEC`).
+    #[allow(clippy::type_complexity)]
+    fn process_keys(
+        &self,
+    ) -> (
+        &Vec<String>,
+        &ServiceType,
+        &Option<PathBuf>,
+        &BTreeMap<String, String>,
+        &Option<String>,
+        &PathBuf,
+        &Option<PathBuf>,
+        &ProcessLimits,
+        &Option<Duration>,
+    ) {
+        (
+            &self.exec,
+            &self.service_type,
+            &self.pidfile,
+            &self.environment,
+            &self.user,
+            &self.working_directory,
+            &self.control_socket,
+            &self.process_limits,
+            &self.watchdog,
+        )
     }
 
     /// The `PATH` the child gets: its `environment`'s, else [`DEFAULT_PATH`].
