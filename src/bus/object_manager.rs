@@ -19,6 +19,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use zbus::object_server::SignalEmitter;
 use zbus::{ObjectPath, Signature, Type, Variant, interface};
 
+use super::service::properties;
 use crate::events::{EventSender, ServiceStatus};
 use crate::names::{SERVICE_INTERFACE, service_path};
 
@@ -98,39 +99,12 @@ impl Serialize for OneInterface<'_> {
     }
 }
 
-/// Every property of the Service interface, by its D-Bus name: the same set and values
-/// the object's getters give (tests/object_manager.rs compares them with `GetAll`).
+/// Every property of the Service interface ([`properties`]).
 struct Properties<'a>(&'a ServiceStatus);
 
 impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let s = self.0;
-        let properties: [(&str, Variant<'_>); 24] = [
-            ("Name", s.name.as_str().into()),
-            ("Group", s.group.as_str().into()),
-            ("Description", s.description.as_str().into()),
-            ("ActiveState", s.active.as_str().into()),
-            ("SubState", s.sub.as_str().into()),
-            ("MainPID", s.main_pid.into()),
-            ("Online", s.online.into()),
-            ("Served", s.served.into()),
-            ("NRestarts", s.n_restarts.into()),
-            ("ExecMainStatus", s.exec_main_status.into()),
-            ("LastError", s.last_error.as_str().into()),
-            ("StatusText", s.status_text.as_str().into()),
-            ("StateChangeTimestamp", s.state_change_timestamp.into()),
-            ("Methods", (&s.methods).into()),
-            ("Recipes", (&s.recipes).into()),
-            ("ActiveJobs", s.active_jobs.into()),
-            ("QueuedJobs", s.queued_jobs.into()),
-            ("DesiredState", s.desired.into()),
-            ("DesiredStateTimestamp", s.desired_since.into()),
-            ("ControlGroup", s.control_group.as_str().into()),
-            ("UnenforcedLimits", (&s.unenforced_limits).into()),
-            ("Health", s.health.as_str().into()),
-            ("LastHealthCheck", s.last_health_check.into()),
-            ("Result", s.result.as_str().into()),
-        ];
+        let properties = properties(self.0);
         let mut map = serializer.serialize_map(Some(properties.len()))?;
         for (name, value) in &properties {
             map.serialize_entry(name, value)?;

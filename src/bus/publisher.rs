@@ -14,7 +14,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, ObjectPath, Variant};
 
 use super::manager::ManagerObject;
-use super::service::ServiceObject;
+use super::service::{ServiceObject, properties};
 use crate::control::ControlRegistry;
 use crate::events::{Event, EventReceiver, JobOutcome, ManagerStatus, ServiceStatus, Transition};
 use crate::jobs::JobsHandle;
@@ -223,98 +223,39 @@ fn changed_properties<'a>(
     old: &ServiceStatus,
     new: &'a ServiceStatus,
 ) -> HashMap<&'static str, Variant<'a>> {
-    let mut changed: HashMap<&'static str, Variant<'a>> = HashMap::new();
-    let mut put = |name: &'static str, differs: bool, value: Variant<'a>| {
-        if differs {
-            changed.insert(name, value);
-        }
-    };
-    put("Group", old.group != new.group, new.group.as_str().into());
-    put(
-        "Description",
-        old.description != new.description,
-        new.description.as_str().into(),
-    );
-    put(
-        "ActiveState",
-        old.active != new.active,
-        new.active.as_str().into(),
-    );
-    put("SubState", old.sub != new.sub, new.sub.as_str().into());
-    put("MainPID", old.main_pid != new.main_pid, new.main_pid.into());
-    put("Online", old.online != new.online, new.online.into());
-    put("Served", old.served != new.served, new.served.into());
-    put(
-        "NRestarts",
-        old.n_restarts != new.n_restarts,
-        new.n_restarts.into(),
-    );
-    put(
-        "ExecMainStatus",
-        old.exec_main_status != new.exec_main_status,
-        new.exec_main_status.into(),
-    );
-    put(
-        "LastError",
-        old.last_error != new.last_error,
-        new.last_error.as_str().into(),
-    );
-    put(
-        "StatusText",
-        old.status_text != new.status_text,
-        new.status_text.as_str().into(),
-    );
-    put(
-        "StateChangeTimestamp",
-        old.state_change_timestamp != new.state_change_timestamp,
-        new.state_change_timestamp.into(),
-    );
-    put("Methods", old.methods != new.methods, (&new.methods).into());
-    put("Recipes", old.recipes != new.recipes, (&new.recipes).into());
-    put(
-        "ActiveJobs",
-        old.active_jobs != new.active_jobs,
-        new.active_jobs.into(),
-    );
-    put(
-        "DesiredState",
-        old.desired != new.desired,
-        new.desired.into(),
-    );
-    put(
-        "DesiredStateTimestamp",
-        old.desired_since != new.desired_since,
-        new.desired_since.into(),
-    );
-    put(
-        "QueuedJobs",
-        old.queued_jobs != new.queued_jobs,
-        new.queued_jobs.into(),
-    );
-    put(
-        "ControlGroup",
-        old.control_group != new.control_group,
-        new.control_group.as_str().into(),
-    );
-    put(
-        "UnenforcedLimits",
-        old.unenforced_limits != new.unenforced_limits,
-        (&new.unenforced_limits).into(),
-    );
-    put(
-        "Health",
-        old.health != new.health,
-        new.health.as_str().into(),
-    );
-    put(
-        "LastHealthCheck",
-        old.last_health_check != new.last_health_check,
-        new.last_health_check.into(),
-    );
-    put(
-        "Result",
-        old.result != new.result,
-        new.result.as_str().into(),
-    );
-    changed
+    properties(new)
+        .into_iter()
+        .zip(properties(old))
+        .filter(|((_, now), (_, before))| now != before)
+        .map(|((name, now), _)| (name, now))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{ActiveState, SubState};
+
+    #[test]
+    fn only_what_differs_is_changed() {
+        let old = ServiceStatus {
+            name: "web".into(),
+            methods: vec!["flush".into()],
+            ..ServiceStatus::placeholder()
+        };
+        assert!(changed_properties(&old, &old.clone()).is_empty());
+        let new = ServiceStatus {
+            active: ActiveState::Active,
+            sub: SubState::Running,
+            main_pid: 42,
+            methods: vec!["flush".into(), "rotate".into()],
+            ..old.clone()
+        };
+        let changed = changed_properties(&old, &new);
+        let mut names: Vec<&str> = changed.keys().copied().collect();
+        names.sort();
+        assert_eq!(names, ["ActiveState", "MainPID", "Methods", "SubState"]);
+        assert_eq!(changed["MainPID"], Variant::from(42u32));
+        assert_eq!(changed["ActiveState"], Variant::from("active"));
+    }
 }

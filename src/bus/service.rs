@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::{Connection, interface};
+use zbus::{Connection, Variant, interface};
 
 use super::access::{Action, authorize};
 use super::errors::BusError;
@@ -305,6 +305,39 @@ impl ServiceObject {
     fn result(&self) -> String {
         self.status().result.as_str().to_owned()
     }
+}
+
+/// Every property of the Service interface with its value in `s`, by its D-Bus name: the
+/// same set and values the object's getters above give (tests/bus_tools.rs compares
+/// `GetManagedObjects` with `GetAll`). `GetManagedObjects` writes them all; the publisher
+/// sends those that differ from the last published status as `PropertiesChanged`.
+pub(super) fn properties(s: &ServiceStatus) -> [(&'static str, Variant<'_>); 24] {
+    [
+        ("Name", s.name.as_str().into()),
+        ("Group", s.group.as_str().into()),
+        ("Description", s.description.as_str().into()),
+        ("ActiveState", s.active.as_str().into()),
+        ("SubState", s.sub.as_str().into()),
+        ("MainPID", s.main_pid.into()),
+        ("Online", s.online.into()),
+        ("Served", s.served.into()),
+        ("NRestarts", s.n_restarts.into()),
+        ("ExecMainStatus", s.exec_main_status.into()),
+        ("LastError", s.last_error.as_str().into()),
+        ("StatusText", s.status_text.as_str().into()),
+        ("StateChangeTimestamp", s.state_change_timestamp.into()),
+        ("Methods", (&s.methods).into()),
+        ("Recipes", (&s.recipes).into()),
+        ("ActiveJobs", s.active_jobs.into()),
+        ("QueuedJobs", s.queued_jobs.into()),
+        ("DesiredState", s.desired.into()),
+        ("DesiredStateTimestamp", s.desired_since.into()),
+        ("ControlGroup", s.control_group.as_str().into()),
+        ("UnenforcedLimits", (&s.unenforced_limits).into()),
+        ("Health", s.health.as_str().into()),
+        ("LastHealthCheck", s.last_health_check.into()),
+        ("Result", s.result.as_str().into()),
+    ]
 }
 
 /// `Call` for both the Service and the Manager object.

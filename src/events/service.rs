@@ -179,6 +179,40 @@ pub struct ServiceStatus {
     pub result: RunResult,
 }
 
+impl ServiceStatus {
+    /// An inactive service with no name: what a unit publishes before its first snapshot.
+    pub fn placeholder() -> ServiceStatus {
+        ServiceStatus {
+            version: 0,
+            name: String::new(),
+            group: String::new(),
+            description: String::new(),
+            active: ActiveState::Inactive,
+            sub: SubState::Dead,
+            main_pid: 0,
+            spawned_group: 0,
+            online: false,
+            served: false,
+            n_restarts: 0,
+            exec_main_status: 0,
+            last_error: String::new(),
+            status_text: String::new(),
+            state_change_timestamp: 0,
+            methods: Vec::new(),
+            recipes: Vec::new(),
+            active_jobs: 0,
+            queued_jobs: 0,
+            desired: "",
+            desired_since: 0,
+            control_group: String::new(),
+            unenforced_limits: Vec::new(),
+            health: Health::Unknown,
+            last_health_check: 0,
+            result: RunResult::Success,
+        }
+    }
+}
+
 /// Microseconds since the epoch, for `StateChangeTimestamp`.
 pub fn now_usec() -> u64 {
     SystemTime::now()

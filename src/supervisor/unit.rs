@@ -175,8 +175,8 @@ impl Unit {
             health: Health::Unknown,
             last_health_check: 0,
             result: RunResult::Success,
-            published: Arc::new(placeholder_status()),
-            status_tx: watch::channel(Arc::new(placeholder_status())).0,
+            published: Arc::new(ServiceStatus::placeholder()),
+            status_tx: watch::channel(Arc::new(ServiceStatus::placeholder())).0,
         };
         let status = Arc::new(unit.snapshot(now_usec()));
         unit.published = status.clone();
@@ -289,37 +289,6 @@ impl Unit {
             last_health_check: self.last_health_check,
             result: self.result,
         }
-    }
-}
-
-fn placeholder_status() -> ServiceStatus {
-    ServiceStatus {
-        version: 0,
-        name: String::new(),
-        group: String::new(),
-        description: String::new(),
-        active: ActiveState::Inactive,
-        sub: SubState::Dead,
-        main_pid: 0,
-        spawned_group: 0,
-        online: false,
-        served: false,
-        n_restarts: 0,
-        exec_main_status: 0,
-        last_error: String::new(),
-        status_text: String::new(),
-        state_change_timestamp: 0,
-        methods: Vec::new(),
-        recipes: Vec::new(),
-        active_jobs: 0,
-        queued_jobs: 0,
-        desired: "",
-        desired_since: 0,
-        control_group: String::new(),
-        unenforced_limits: Vec::new(),
-        health: Health::Unknown,
-        last_health_check: 0,
-        result: RunResult::Success,
     }
 }
 
